@@ -1,0 +1,191 @@
+"""The `recsys` command.
+
+Sub-commands import what they need when they run, so `recsys --help` answers without loading
+torch. A user mistake (`RecsysError`) is printed as one line on stderr with exit code 2.
+
+    recsys run                                   the main job (README)
+    recsys data fetch ml-100k [--source ...]     fetch, verify and cache MovieLens
+    recsys data prepare ml-100k [--json]         watch-next framing, splits, features
+    recsys data synth --users U --items I ...    the YouTube-like simulator
+    recsys data summary DIR [--json]             print a prepared data set's summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = os.environ.get("RECSYS_DATA_DIR", "data")
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                   help="cache root for raw and prepared data (default: %(default)s, or $RECSYS_DATA_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="A YouTube-style two-stage recommender: multi-task ranking, meta-learned cold start, "
+                    "FAISS retrieval.",
+    )
+    from recsys import __version__
+
+    parser.add_argument("--version", action="version", version=f"recsys {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the main job: fetch and prepare MovieLens-100k and print its summary")
+    _add_data_dir(run)
+    run.add_argument("--source", default="auto", help="auto | grouplens | recbole | PATH (see `data fetch`)")
+    run.add_argument("--seed", type=int, default=0)
+    run.set_defaults(func=_cmd_run)
+
+    data = sub.add_parser("data", help="fetch, prepare, simulate and inspect data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: data.print_help() or 2)
+
+    fetch = dsub.add_parser("fetch", help="fetch MovieLens (GroupLens, else the recbole wheel), verify, cache")
+    fetch.add_argument("name", choices=["ml-100k", "ml-1m"])
+    fetch.add_argument("--source", default="auto",
+                       help="auto (cache, GroupLens, then the recbole==1.2.1 wheel), grouplens, recbole, "
+                            "or a directory you already have (GroupLens, atomic or MovieLens-1M layout)")
+    _add_data_dir(fetch)
+    fetch.set_defaults(func=_cmd_fetch)
+
+    prep = dsub.add_parser("prepare", help="watch-next framing, cold-start users, temporal split, features")
+    prep.add_argument("name", choices=["ml-100k", "ml-1m"])
+    prep.add_argument("--source", default="auto", help="as for `data fetch` (used when not cached)")
+    prep.add_argument("--negatives", type=int, default=4, help="negatives per positive (default: 4)")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--cold-frac", type=float, default=0.2, help="fraction of users set apart as new users")
+    prep.add_argument("--out", type=Path, help="output directory (default: DATA_DIR/prepared/NAME)")
+    prep.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_data_dir(prep)
+    prep.set_defaults(func=_cmd_prepare)
+
+    synth = dsub.add_parser("synth", help="generate a YouTube-like simulated data set, split and encoded")
+    synth.add_argument("--users", type=int, default=2000)
+    synth.add_argument("--items", type=int, default=1000)
+    synth.add_argument("--impressions", type=int, default=200_000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", type=Path, help="output directory (default: DATA_DIR/prepared/synth)")
+    synth.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_data_dir(synth)
+    synth.set_defaults(func=_cmd_synth)
+
+    summ = dsub.add_parser("summary", help="print the summary of a prepared data set")
+    summ.add_argument("path", type=Path, help="a prepared directory, e.g. data/prepared/ml-100k")
+    summ.add_argument("--json", action="store_true")
+    summ.set_defaults(func=_cmd_summary)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _prepared_dir(args, name: str) -> Path:
+    return Path(args.out) if getattr(args, "out", None) else Path(args.data_dir) / "prepared" / name
+
+
+def _cmd_fetch(args) -> int:
+    from recsys.data.sources.movielens import fetch
+
+    ml = fetch(args.name, args.data_dir, source=args.source, log=_log)
+    print(f"{ml.name}: {ml.ratings.height} ratings, {ml.users.height} users, {ml.items.height} items")
+    return 0
+
+
+def _prepare(args, name: str) -> dict:
+    from recsys.data.prepare import PrepareConfig, prepare_movielens
+    from recsys.data.sources.movielens import fetch, raw_dir
+
+    config = PrepareConfig(negatives=args.negatives, seed=args.seed, cold_frac=args.cold_frac)
+    ml = fetch(name, args.data_dir, source=args.source, log=_log)
+    manifest = json.loads((raw_dir(args.data_dir, name) / "manifest.json").read_text())
+    out = _prepared_dir(args, name)
+    _log(f"{name}: preparing watch-next impressions into {out} ...")
+    return prepare_movielens(ml, out, config, source=manifest)
+
+
+def _cmd_prepare(args) -> int:
+    summary = _prepare(args, args.name)
+    _print_summary(summary, _prepared_dir(args, args.name), as_json=args.json)
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from recsys.data.prepare import prepare_synthetic
+    from recsys.data.sources.synthetic import SimConfig, simulate
+
+    config = SimConfig(users=args.users, items=args.items, impressions=args.impressions, seed=args.seed)
+    out = _prepared_dir(args, "synth")
+    _log(f"synth: simulating {args.impressions} impressions ({args.users} users, {args.items} items) ...")
+    summary = prepare_synthetic(simulate(config), out)
+    _print_summary(summary, out, as_json=args.json)
+    return 0
+
+
+def _cmd_summary(args) -> int:
+    from recsys.errors import DataValidationError
+
+    path = Path(args.path) / "summary.json"
+    if not path.exists():
+        raise DataValidationError(f"{path} not found: {args.path} is not a prepared data set")
+    _print_summary(json.loads(path.read_text()), Path(args.path), as_json=args.json)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    args.negatives, args.cold_frac, args.out = 4, 0.2, None
+    summary = _prepare(args, "ml-100k")
+    out = _prepared_dir(args, "ml-100k")
+    _print_summary(summary, out, as_json=False)
+    print(f"\nPrepared data: {out}/ (train/valid/test/coldstart parquet, schema.json, summary.json)")
+    print("Next: `recsys data synth` for the YouTube-like simulator; see README.md.")
+    return 0
+
+
+def _print_summary(summary: dict, out: Path, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**summary, "path": str(out)}, indent=2, sort_keys=True))
+        return
+    users, items = summary["users"], summary["items"]
+    print(f"{summary['dataset']}: {users['total']} users ({users['warm']} warm, {users['cold_start']} cold-start), "
+          f"{items['catalogue']} items")
+    cols = ["rows", "positives", "users", "click_rate", "like_rate", "like_rate_among_clicks", "rating_mean"]
+    print(f"{'split':<10}" + "".join(f"{c:>24}" for c in cols))
+    for split, s in summary["splits"].items():
+        cells = "".join(f"{('-' if s[c] is None else s[c]):>24}" for c in cols)
+        print(f"{split:<10}{cells}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from recsys.errors import RecsysError
+
+    try:
+        return int(args.func(args) or 0)
+    except RecsysError as exc:
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recsys: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
