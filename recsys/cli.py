@@ -159,11 +159,19 @@ def _print_summary(summary: dict, out: Path, *, as_json: bool) -> None:
     users, items = summary["users"], summary["items"]
     print(f"{summary['dataset']}: {users['total']} users ({users['warm']} warm, {users['cold_start']} cold-start), "
           f"{items['catalogue']} items")
-    cols = ["rows", "positives", "users", "click_rate", "like_rate", "like_rate_among_clicks", "rating_mean"]
-    print(f"{'split':<10}" + "".join(f"{c:>24}" for c in cols))
-    for split, s in summary["splits"].items():
-        cells = "".join(f"{('-' if s[c] is None else s[c]):>24}" for c in cols)
-        print(f"{split:<10}{cells}")
+    cols = [("rows", "rows", 10), ("positives", "positives", 11), ("users", "users", 7),
+            ("click_rate", "click_rate", 12), ("like_rate", "like_rate", 11),
+            ("like_rate_among_clicks", "like|click", 12), ("rating_mean", "rating_mean", 13)]
+    print(f"{'split':<10}" + "".join(f"{label:>{w}}" for _, label, w in cols))
+    for split in ("train", "valid", "test", "coldstart"):
+        s = summary["splits"][split]
+        print(f"{split:<10}" + "".join(f"{_cell(s.get(key)):>{w}}" for key, _, w in cols))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- entry point
