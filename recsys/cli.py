@@ -76,6 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(synth)
     synth.set_defaults(func=_cmd_synth)
 
+    tr = sub.add_parser("train", help="train a multi-task ranker (resumable; publishes safetensors)")
+    tr.add_argument("--preset", default="default", help="smoke | default (default: %(default)s)")
+    tr.add_argument("--config", type=Path, help="a JSON file of config keys (applied after the preset)")
+    tr.add_argument("--dataset", help="prepared data set: ml-100k, synth, or a path")
+    tr.add_argument("--model", help="architecture: shared_bottom, independent, multi_head, mmoe, ple, "
+                                    "task_concat, task_add, task_mul")
+    tr.add_argument("--weighting", help="static, equal, uncertainty, gradnorm, dwa, pcgrad, mgda, cagrad")
+    tr.add_argument("--tasks", help="comma-separated tasks (default: all of the data set's)")
+    tr.add_argument("--esmm", action="store_true", default=None, help="like = p(click) * p(like | click)")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--threads", type=int, help="torch threads (0 = torch's default)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help='any config key, JSON values allowed, e.g. --set model_options=\'{"num_experts": 8}\'')
+    tr.add_argument("--out", type=Path, required=True, help="run directory")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_data_dir(tr)
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained run and the baselines on the test split")
+    ev.add_argument("run", type=Path, help="a run directory written by `recsys train`")
+    ev.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_cmd_evaluate)
+
     summ = dsub.add_parser("summary", help="print the summary of a prepared data set")
     summ.add_argument("path", type=Path, help="a prepared directory, e.g. data/prepared/ml-100k")
     summ.add_argument("--json", action="store_true")
@@ -139,6 +167,51 @@ def _cmd_summary(args) -> int:
     if not path.exists():
         raise DataValidationError(f"{path} not found: {args.path} is not a prepared data set")
     _print_summary(json.loads(path.read_text()), Path(args.path), as_json=args.json)
+    return 0
+
+
+def _train_overrides(args) -> dict:
+    import json as _json
+
+    from recsys.config import parse_set
+    from recsys.errors import ConfigError
+
+    over: dict = {}
+    if args.config:
+        try:
+            over.update(_json.loads(Path(args.config).read_text()))
+        except (OSError, _json.JSONDecodeError) as exc:
+            raise ConfigError(f"--config {args.config}: {exc}") from exc
+    for key in ("dataset", "model", "weighting", "esmm", "epochs", "batch_size", "lr", "seed", "device", "threads"):
+        value = getattr(args, key)
+        if value is not None:
+            over[key] = value
+    if args.tasks:
+        over["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    over.update(parse_set(args.set))
+    return over
+
+
+def _cmd_train(args) -> int:
+    from recsys.config import load_config
+    from recsys.train import train
+
+    config = load_config(args.preset, _train_overrides(args))
+    result = train(config, args.out, data_dir=args.data_dir, resume=args.resume, log=_log)
+    print(f"trained {config.model} + {config.weighting} in {result.seconds:.1f}s: {result.steps} steps, "
+          f"{result.epochs} epochs, best epoch {result.best_epoch} (valid score {result.best_score:.4f})"
+          + (", stopped early" if result.stopped_early else ""))
+    print(f"published {args.out}/model.safetensors; next: recsys evaluate {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from recsys.evaluate import evaluate_run, format_report
+    from recsys.io import atomic_write_json
+
+    report = evaluate_run(args.run, split=args.split)
+    atomic_write_json(Path(args.run) / f"eval_{args.split}.json", report)
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_report(report))
     return 0
 
 

@@ -29,6 +29,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; published files should read like any other
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -60,6 +61,12 @@ def atomic_write_with(target: str | os.PathLike[str], write: Callable[[Path], No
     """Call `write(tmp_path)` and move the result to `target` atomically."""
     with atomic_path(target) as tmp:
         write(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:
