@@ -83,3 +83,26 @@ def assign_splits(events: pl.DataFrame, cold_users: np.ndarray, *, valid_frac: f
         .alias("split")
     )
     return out.drop("_n", "_nv", "_nt")
+
+
+def split_cold_users(user_ids: np.ndarray, *, valid_frac: float = 1 / 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cold-start users → (validation users, test users), seeded.
+
+    Validation new users select the adapters' hyper-parameters (inner learning rates, fine-tune
+    steps and layers) and early-stop meta-training; test new users are measured. Both are new to
+    the ranker, so a tuned baseline is tuned on the same kind of user it is tested on.
+
+    Args:
+        user_ids: [C] ids of the cold-start users.
+        valid_frac: fraction for validation, in (0, 1).
+
+    Returns:
+        (sorted validation ids, sorted test ids).
+    """
+    if not 0.0 < valid_frac < 1.0:
+        raise ConfigError(f"validation fraction of cold-start users must be in (0, 1), got {valid_frac}")
+    ids = np.unique(np.asarray(user_ids))
+    rng = np.random.default_rng([seed, 0x5EED])
+    pick = rng.permutation(len(ids))[: int(round(valid_frac * len(ids)))]
+    valid = np.sort(ids[pick])
+    return valid, np.setdiff1d(ids, valid)

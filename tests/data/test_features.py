@@ -76,3 +76,15 @@ def test_negatives_and_splits_on_random_histories(data):
     assert neg.select("user_id", "timestamp", "item_id").is_duplicated().sum() == 0
     split = assign_splits(pos.select("user_id", "event"), np.array([], dtype=np.int64))
     assert split.height == pos.height and set(split["split"]) <= {"train", "valid", "test"}
+
+
+@given(n=st.integers(2, 60), seed=st.integers(0, 3))
+@settings(max_examples=30, deadline=None)
+def test_cold_users_split_into_validation_and_test(n, seed):
+    from recsys.data.splits import split_cold_users
+
+    ids = np.arange(100, 100 + n)
+    valid, test = split_cold_users(ids, seed=seed)
+    assert len(valid) == round(n / 3) and not set(valid) & set(test) and set(valid) | set(test) == set(ids)
+    again, _ = split_cold_users(ids[::-1], seed=seed)
+    assert np.array_equal(valid, again)
