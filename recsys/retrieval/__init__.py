@@ -1,0 +1,1 @@
+"""Candidate retrieval: nearest-neighbour indexes over item embeddings (see `base`)."""

@@ -1,0 +1,26 @@
+"""Indexes by name: one file each, one line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recsys.errors import ConfigError
+from recsys.retrieval.base import VectorIndex
+from recsys.retrieval.flat import FlatIndex
+from recsys.retrieval.hnsw import HNSWIndex
+from recsys.retrieval.ivf_flat import IVFFlatIndex
+from recsys.retrieval.ivf_pq import IVFPQIndex
+
+INDEXES: dict[str, type[VectorIndex]] = {
+    "flat": FlatIndex,
+    "ivf_flat": IVFFlatIndex,
+    "hnsw": HNSWIndex,
+    "ivf_pq": IVFPQIndex,
+}
+
+
+def build_index(name: str, dim: int, **params: Any) -> VectorIndex:
+    """An empty index by name; `build()` fills it. Unknown names raise `ConfigError`."""
+    if name not in INDEXES:
+        raise ConfigError(f"unknown index {name!r}; known indexes: {', '.join(INDEXES)}")
+    return INDEXES[name](dim, **params)
