@@ -99,20 +99,7 @@ class TensorData:
                 "re-run `recsys data prepare`"
             )
         n = frame.height
-        x = np.zeros((n, schema.width), dtype=np.int64)
-        for f in schema.fields:
-            col = frame.get_column(f.name)
-            if f.width == 1:
-                values = col.to_numpy().astype(np.int64, copy=False)
-            else:
-                values = _pad_lists(col, f.width)
-            x[:, schema.slice(f.name)] = values.reshape(n, f.width)
-            if n and (values.min() < 0 or values.max() >= f.size):
-                bad = int(values.max()) if values.max() >= f.size else int(values.min())
-                raise DataValidationError(
-                    f"column {f.name}: id {bad} outside its vocabulary [0, {f.size}); "
-                    "the prepared files and schema.json disagree, re-run `recsys data prepare`"
-                )
+        x = fields_to_x(frame, schema)
         y = np.stack(
             [frame.get_column(LABEL_COLUMNS[t]).cast(pl.Float32).fill_null(np.nan).to_numpy() for t in schema.tasks],
             axis=1,
@@ -135,6 +122,35 @@ class TensorData:
             position=position,
             truth=truth,
         )
+
+
+def fields_to_x(frame: pl.DataFrame, schema: Schema, sides: tuple[str, ...] | None = None) -> np.ndarray:
+    """The ``x`` [N, W] of `frame`'s ``f_*`` columns; fields of other `sides` stay 0 (PAD).
+
+    Args:
+        frame: rows with the encoded columns of the chosen fields (e.g. items.parquet for
+            ``sides=("item",)``).
+        schema: the layout.
+        sides: which fields to fill (default all).
+
+    Raises:
+        DataValidationError: an id outside its field's vocabulary.
+    """
+    n = frame.height
+    x = np.zeros((n, schema.width), dtype=np.int64)
+    for f in schema.fields:
+        if sides is not None and f.side not in sides:
+            continue
+        col = frame.get_column(f.name)
+        values = col.to_numpy().astype(np.int64, copy=False) if f.width == 1 else _pad_lists(col, f.width)
+        x[:, schema.slice(f.name)] = values.reshape(n, f.width)
+        if n and (values.min() < 0 or values.max() >= f.size):
+            bad = int(values.max()) if values.max() >= f.size else int(values.min())
+            raise DataValidationError(
+                f"column {f.name}: id {bad} outside its vocabulary [0, {f.size}); "
+                "the prepared files and schema.json disagree, re-run `recsys data prepare`"
+            )
+    return x
 
 
 def _required_columns(schema: Schema) -> list[str]:

@@ -110,3 +110,14 @@ def test_schema_slices_tile_x(sizes, widths):
         covered += list(range(sl.start, sl.stop))
     assert covered == list(range(schema.width))
     assert Schema.from_json(schema.to_json()) == schema
+
+
+def test_recent_clicks_are_causal_and_ordered():
+    from recsys.data.history import recent_clicks
+
+    user = torch.tensor([1, 1, 1, 1, 1, 2, 2])
+    event = torch.tensor([0, 0, 1, 2, 3, 0, 1])
+    item = torch.tensor([10, 11, 12, 13, 14, 20, 21])
+    clicked = torch.tensor([True, False, True, True, False, True, True])
+    h = recent_clicks(user, event, item, clicked, length=2)
+    assert h.tolist() == [[0, 0], [0, 0], [0, 10], [10, 12], [12, 13], [0, 0], [0, 20]]

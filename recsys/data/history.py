@@ -1,0 +1,46 @@
+"""Each row's recent history: the items its user engaged with in earlier events.
+
+The two-tower retriever's user tower reads a user's last L clicked items (Covington et al.,
+RecSys'16: "watch history"), causally: a row at event e sees only clicks of events < e. Rows
+of several splits of one user (train, valid, test) are concatenated in event order first, so a
+test row's history includes that user's training clicks, as it would in production.
+
+Shapes: N rows, L history length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recsys.data.fields import PAD
+
+
+def recent_clicks(user: torch.Tensor, event: torch.Tensor, item_ids: torch.Tensor, clicked: torch.Tensor,
+                  *, length: int = 20) -> torch.Tensor:
+    """The last `length` clicked items before each row's event, most recent last, PAD-padded.
+
+    Args:
+        user: [N] user of each row.
+        event: [N] event rank of each row within its user.
+        item_ids: [N] encoded candidate item id of each row (the f_item_id column).
+        clicked: [N] bool, the row was a click.
+        length: L.
+
+    Returns:
+        [N, L] int64 encoded item ids, PAD (0) where the user has fewer earlier clicks.
+    """
+    u = user.numpy().astype(np.int64)
+    e = event.numpy().astype(np.int64)
+    c = clicked.numpy().astype(bool)
+    span = int(e.max()) + 2 if len(e) else 1
+    click_key = u[c] * span + e[c]
+    order = np.argsort(click_key, kind="stable")
+    click_key, click_items = click_key[order], item_ids.numpy()[c][order]
+    # clicks of the same user with an earlier event: [user*span, user*span + e)
+    end = np.searchsorted(click_key, u * span + e, side="left")
+    start = np.searchsorted(click_key, u * span, side="left")
+    idx = end[:, None] - length + np.arange(length)[None, :]
+    valid = idx >= start[:, None]
+    out = np.where(valid, click_items[np.clip(idx, 0, max(0, len(click_items) - 1))] if len(click_items) else PAD, PAD)
+    return torch.from_numpy(out.astype(np.int64))

@@ -1,0 +1,289 @@
+"""The recommender: retrieve → rank → blend → top-k, with a cold-start path for new users.
+
+    user (or a new user's support set) + query item
+      → user vector (two-tower) → index search: N candidates (default 500)
+      → multi-task ranker: per-task predictions; the user and query part is embedded once per
+        request and broadcast over the candidates (a new user: the cold-start adapter's scorer)
+      → blend: weighted mean of per-task predictions (probabilities; rating scaled to [0, 1])
+      → drop items the user already engaged with → top-k
+
+An unknown user is an `UnknownIdError`, or, with ``fallback=True``, an explicit, flagged
+fallback (the most popular items), never a silent guess.
+
+Artifacts (a main-job directory): ``ranker/`` (published ranker), ``retriever/`` (two-tower and
+item vectors), optionally ``index.json`` (index type and tuned parameters), ``adapters/NAME/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsys.data.fields import OOV, PAD
+from recsys.data.tensors import fields_to_x, load_schema
+from recsys.errors import ConfigError, UnknownIdError
+
+DEFAULT_WEIGHTS = {"click": 0.5, "like": 0.5}
+RATING_RANGE = (1.0, 5.0)
+
+
+@dataclass
+class Recommendation:
+    item_id: int
+    title: str
+    rank: int
+    blended: float
+    retrieval_score: float
+    scores: dict[str, float]
+
+
+@dataclass
+class RecommendResult:
+    items: list[Recommendation]
+    candidates: list[tuple[int, float]]  # (item id, retrieval score), best first
+    fallback: str | None = None          # why the normal path was not taken, when it was not
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fallback": self.fallback, "timings_ms": self.timings_ms,
+                "items": [vars(r) for r in self.items],
+                "candidates": [{"item_id": i, "retrieval_score": s} for i, s in self.candidates]}
+
+
+class Recommender:
+    """Two-stage recommender over a main-job directory.
+
+    Args:
+        run_dir: directory with ``ranker/`` and ``retriever/`` (and optionally ``index.json``).
+        n_candidates: items retrieved per request.
+        threads: torch/FAISS threads per request (1 is fastest on shared cores).
+    """
+
+    def __init__(self, run_dir: str | Path, *, n_candidates: int = 500, threads: int = 1) -> None:
+        from recsys.checkpoint import load_published
+        from recsys.models.registry import build_from_spec
+        from recsys.train_retriever import load_retriever
+
+        self.run_dir = Path(run_dir)
+        self.n_candidates, self.threads = n_candidates, threads
+        manifest, state = load_published(self.run_dir / "ranker")
+        self.prepared = Path(manifest["dataset"])
+        self.schema = load_schema(self.prepared)
+        self.ranker = build_from_spec(manifest["model"], self.schema)
+        self.ranker.load_state_dict(state)
+        self.ranker.eval()
+        self.tasks, self.esmm = tuple(manifest["tasks"]), bool(manifest.get("esmm", False))
+        self.retriever, vectors, ids, _ = load_retriever(self.run_dir / "retriever")
+        self.index = self._build_index(vectors, ids)
+        self._load_tables()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_index(self, vectors: np.ndarray, ids: np.ndarray):
+        import json
+
+        from recsys.retrieval.registry import build_index
+
+        spec = {"type": "flat", "params": {}}
+        path = self.run_dir / "index.json"
+        if path.exists():
+            spec = json.loads(path.read_text())
+        index = build_index(spec["type"], vectors.shape[1], threads=self.threads, **spec.get("params", {}))
+        return index.build(vectors, ids)
+
+    def _load_tables(self) -> None:
+        items = pl.read_parquet(self.prepared / "items.parquet").sort("item_id")
+        self.item_ids = items["item_id"].to_numpy()
+        self.titles = dict(zip(self.item_ids.tolist(), items["title"].to_list()))
+        self.item_x = torch.from_numpy(fields_to_x(items, self.schema, sides=("item",)))  # [I, W]
+        self.popularity = items["train_clicks"].to_numpy()
+        self.item_code = dict(zip(self.item_ids.tolist(), items["f_item_id"].to_list()))
+        users = pl.read_parquet(self.prepared / "users.parquet")
+        warm = users.filter(~pl.col("is_cold") & (pl.col("f_user_id") > OOV))
+        self.user_x = dict(zip(warm["user_id"].to_list(), fields_to_x(warm, self.schema, sides=("user",))))
+        rows = pl.concat([pl.read_parquet(self.prepared / f"{s}.parquet", columns=["user_id", "item_id", "event", "click"])
+                          for s in ("train", "valid", "test")]).filter(pl.col("click") == 1).sort("user_id", "event")
+        self.history = {u: g["item_id"].to_list() for (u,), g in rows.group_by("user_id", maintain_order=True)}
+        self.q_cols = {f.name: self.schema.slice(f.name) for f in self.schema.side("query")}
+
+    # ------------------------------------------------------------------ requests
+
+    def known_user(self, user_id: int) -> bool:
+        return int(user_id) in self.user_x
+
+    def recommend(self, *, user_id: int | None = None, support: list[tuple[int, float]] | None = None,
+                  query_item: int | None = None, k: int = 10, weights: dict[str, float] | None = None,
+                  adapter=None, exclude_seen: bool = True, fallback: bool = False) -> RecommendResult:
+        """Top-k for a known user, or for a new user from their support set.
+
+        Args:
+            user_id: a warm user's id (exclusive with `support`).
+            support: a new user's ratings ``[(item_id, rating 1..5), ...]`` in time order.
+            query_item: what the user just watched (default: their last item, if any).
+            k: results.
+            weights: blend weights per task (default ``{"click": 0.5, "like": 0.5}``).
+            adapter: a fitted cold-start adapter for the support path (default: no adaptation).
+            exclude_seen: drop items the user already engaged with.
+            fallback: for an unknown user, return flagged popular items instead of an error.
+        """
+        start = time.perf_counter()
+        weights = self._check_weights(weights)
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        if (user_id is None) == (support is None):
+            raise ConfigError("give exactly one of a user id or a new user's support set")
+        if user_id is not None and not self.known_user(user_id):
+            if not fallback:
+                raise UnknownIdError(f"unknown user {user_id}: not among the {len(self.user_x)} users the ranker was "
+                                     "trained on; pass their ratings as a new user, or allow the popular fallback")
+            return self._popular(k, reason=f"unknown user {user_id}: most popular items", start=start)
+        if support is not None:
+            support = self._check_support(support)
+        seen = self.history.get(int(user_id), []) if user_id is not None else [i for i, _ in support]
+        query = self._check_item(query_item) if query_item is not None else (seen[-1] if seen else None)
+        with _threads(self.threads), torch.no_grad():
+            user_row = self._user_row(user_id, query)
+            hist = self._history_codes(seen)
+            t0 = time.perf_counter()
+            uvec = self.retriever.user_vectors(user_row[None], hist[None]).numpy()
+            r_scores, r_ids = self.index.search(uvec, min(self.n_candidates + len(seen), len(self.item_ids)))
+            t1 = time.perf_counter()
+            cand, r_scores = r_ids[0], r_scores[0]
+            if exclude_seen and seen:
+                keep = ~np.isin(cand, np.asarray(seen))
+                cand, r_scores = cand[keep], r_scores[keep]
+            cand, r_scores = cand[: self.n_candidates], r_scores[: self.n_candidates]
+            preds = self._rank(user_row, cand, support, adapter)
+            t2 = time.perf_counter()
+        blended = sum(w * self._scaled(t, preds[t]) for t, w in weights.items()) / sum(weights.values())
+        order = np.argsort(-blended, kind="stable")[:k]
+        items = [Recommendation(int(cand[i]), self.titles.get(int(cand[i]), ""), r + 1, float(blended[i]),
+                                float(r_scores[i]), {t: float(preds[t][i]) for t in preds}) for r, i in enumerate(order)]
+        timings = {"retrieve": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "total": (time.perf_counter() - start) * 1e3}
+        return RecommendResult(items, list(zip(cand.tolist(), r_scores.tolist())), None, timings)
+
+    # ------------------------------------------------------------------ parts
+
+    def _rank(self, user_row: torch.Tensor, cand: np.ndarray, support, adapter) -> dict[str, np.ndarray]:
+        from recsys.mtl.losses import predict_proba
+
+        rows = torch.from_numpy(np.searchsorted(self.item_ids, cand))
+        x_items = self.item_x[rows]
+        with torch.no_grad():
+            if support is not None and adapter is not None:
+                x = x_items.clone()
+                uq = [c for f in self.schema.fields if f.side in ("user", "query") for c in range(*self.schema.slice(f.name).indices(self.schema.width))]
+                x[:, uq] = user_row[uq]
+                sx, sy = self.support_tensors(support)
+                out = adapter.adapt(sx, sy)(x)
+            else:  # user and query embedded once, broadcast over the candidates
+                emb = self.ranker.embedding
+                e = emb.merge({("user", "query", "context"): emb.embed(user_row[None], ("user", "query", "context")),
+                               ("item",): emb.embed(x_items, ("item",))})
+                out = self.ranker.forward_embedded(e)
+            preds = predict_proba(out, self.tasks, self.esmm)
+        return {t: v.numpy().astype(np.float64) for t, v in preds.items()}
+
+    def support_tensors(self, support: list[tuple[int, float]], *, negatives: int = 4, seed: int = 0
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A new user's ratings as an episode support set: each rated item (click 1, like
+        rating >= 4, rating) with its query item = the previous rated item, plus `negatives`
+        unrated items per rating (click 0), as in the training protocol."""
+        rng = np.random.default_rng(seed)
+        rated = {i for i, _ in support}
+        pool = np.array([i for i in self.item_ids.tolist() if i not in rated])
+        xs, ys = [], []
+        prev = None
+        for item, rating in support:
+            row = self._user_row(None, prev)
+            for cand, label in [(item, rating)] + [(int(c), None) for c in rng.choice(pool, negatives, replace=False)]:
+                x = row.clone()
+                item_cols = self.item_x[int(np.searchsorted(self.item_ids, cand))]
+                for f in self.schema.side("item"):
+                    x[self.schema.slice(f.name)] = item_cols[self.schema.slice(f.name)]
+                xs.append(x)
+                ys.append(self._labels(label))
+            prev = item
+        return torch.stack(xs), torch.tensor(ys, dtype=torch.float32)
+
+    def _labels(self, rating: float | None) -> list[float]:
+        value = {"click": 0.0 if rating is None else 1.0,
+                 "like": 0.0 if rating is None else float(rating >= 4),
+                 "rating": float("nan") if rating is None else float(rating),
+                 "watch": float("nan")}
+        return [value[t] for t in self.schema.tasks if t in self.tasks]
+
+    def _user_row(self, user_id: int | None, query: int | None) -> torch.Tensor:
+        """x [W] with the user's fields (OOV for a new user) and the query item's fields."""
+        if user_id is not None:
+            x = torch.from_numpy(self.user_x[int(user_id)].copy())
+        else:
+            x = torch.zeros(self.schema.width, dtype=torch.long)
+            for f in self.schema.side("user"):
+                x[self.schema.slice(f.name)] = OOV if f.width == 1 else PAD
+        if query is not None:
+            item = self.item_x[int(np.searchsorted(self.item_ids, query))]
+            for f in self.schema.side("query"):
+                src = self.schema.slice(f.name.replace("f_query_", "f_item_", 1))
+                x[self.q_cols[f.name]] = item[src]
+        return x
+
+    def _history_codes(self, seen: list[int]) -> torch.Tensor:
+        length = self.retriever.config.history
+        codes = [self.item_code[i] for i in seen[-length:]]
+        return torch.tensor([PAD] * (length - len(codes)) + codes, dtype=torch.long)
+
+    def _popular(self, k: int, *, reason: str, start: float) -> RecommendResult:
+        order = np.argsort(-self.popularity, kind="stable")[:k]
+        items = [Recommendation(int(self.item_ids[i]), self.titles.get(int(self.item_ids[i]), ""), r + 1,
+                                float(self.popularity[i]), 0.0, {}) for r, i in enumerate(order)]
+        return RecommendResult(items, [], reason, {"total": (time.perf_counter() - start) * 1e3})
+
+    def _scaled(self, task: str, values: np.ndarray) -> np.ndarray:
+        if task == "rating":
+            lo, hi = RATING_RANGE
+            return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+        return values
+
+    def _check_weights(self, weights: dict[str, float] | None) -> dict[str, float]:
+        weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        weights = {t: w for t, w in weights.items() if w != 0}
+        for t, w in weights.items():
+            if t not in self.tasks:
+                raise ConfigError(f"blend weight for {t!r}, which the ranker does not predict ({', '.join(self.tasks)})")
+            if not (w >= 0 and np.isfinite(w)):
+                raise ConfigError(f"blend weight for {t!r} must be finite and >= 0, got {w}")
+        if not weights:
+            raise ConfigError("at least one blend weight must be > 0")
+        return weights
+
+    def _check_item(self, item_id: int) -> int:
+        if int(item_id) not in self.titles:
+            raise UnknownIdError(f"unknown item {item_id}: not in the catalogue of {len(self.item_ids)} items")
+        return int(item_id)
+
+    def _check_support(self, support: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        out = []
+        for item, rating in support:
+            self._check_item(item)
+            if not 1 <= float(rating) <= 5:
+                raise ConfigError(f"rating of item {item} must be in 1..5, got {rating}")
+            out.append((int(item), float(rating)))
+        return out
+
+
+class _threads:
+    def __init__(self, n: int) -> None:
+        self.n, self.prev = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.prev)
