@@ -37,11 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recsys {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="the main job: fetch and prepare MovieLens-100k and print its summary")
+    run = sub.add_parser("run", help="the main job: data, ranker, retriever, index, cold start, evaluation, report")
     _add_data_dir(run)
     run.add_argument("--source", default="auto", help="auto | grouplens | recbole | PATH (see `data fetch`)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", type=Path, default=Path("runs/main"), help="output directory (default: %(default)s)")
+    run.add_argument("--fresh", action="store_true", help="redo every step instead of reusing finished ones")
     run.set_defaults(func=_cmd_run)
+
+    idx = sub.add_parser("index", help="candidate index over the retriever's item vectors")
+    isub = idx.add_subparsers(dest="index_command", metavar="ACTION")
+    idx.set_defaults(func=lambda args: idx.print_help() or 2)
+    ib = isub.add_parser("build", help="choose, tune (to a recall target) and record the index of a main-job run")
+    ib.add_argument("run", type=Path, help="a main-job directory (with retriever/)")
+    ib.add_argument("--types", default="flat,ivf_flat,hnsw,ivf_pq", help="index types to try")
+    ib.add_argument("--k", type=int, default=500, help="candidates per request (recall is measured at k)")
+    ib.add_argument("--target-recall", type=float, default=0.95)
+    ib.add_argument("--json", action="store_true")
+    ib.set_defaults(func=_cmd_index_build)
+
+    rec = sub.add_parser("recommend", help="top-k for a user and a query item, with per-task scores")
+    rec.add_argument("run", type=Path, help="a main-job directory")
+    rec.add_argument("--user", type=int, required=True)
+    rec.add_argument("--query-item", type=int, help="what the user just watched (default: their last item)")
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--weights", default="click=0.5,like=0.5", help="blend weights, e.g. click=1,like=1,rating=0.5")
+    rec.add_argument("--candidates", type=int, default=500)
+    rec.add_argument("--fallback", action="store_true", help="unknown user: flagged popular items instead of an error")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=_cmd_recommend)
 
     data = sub.add_parser("data", help="fetch, prepare, simulate and inspect data sets")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
@@ -75,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_data_dir(synth)
     synth.set_defaults(func=_cmd_synth)
+
+    app = sub.add_parser("app", help="start the Streamlit demo on a main-job directory")
+    app.add_argument("--run", type=Path, default=Path("runs/main"), help="main-job directory (default: %(default)s)")
+    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--address", default="127.0.0.1", help="bind address (default: %(default)s; 0.0.0.0 to share)")
+    app.set_defaults(func=_cmd_app)
 
     tr = sub.add_parser("train", help="train a multi-task ranker (resumable; publishes safetensors)")
     tr.add_argument("--preset", default="default", help="smoke | default (default: %(default)s)")
@@ -216,12 +246,70 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    args.negatives, args.cold_frac, args.out = 4, 0.2, None
-    summary = _prepare(args, "ml-100k")
-    out = _prepared_dir(args, "ml-100k")
-    _print_summary(summary, out, as_json=False)
-    print(f"\nPrepared data: {out}/ (train/valid/test/coldstart parquet, schema.json, summary.json)")
-    print("Next: `recsys data synth` for the YouTube-like simulator; see README.md.")
+    from recsys.pipeline import run_main_job
+    from recsys.report import app_available
+
+    report = run_main_job(data_dir=args.data_dir, out=args.out, source=args.source, seed=args.seed,
+                          fresh=args.fresh, log=_log)
+    print(f"\nReport: {report}")
+    if app_available():
+        print(f"App:    recsys app --run {args.out}    (or: streamlit run app/streamlit_app.py)")
+    print(f"Try:    recsys recommend {args.out} --user 1 -k 10")
+    return 0
+
+
+def _cmd_app(args) -> int:
+    import subprocess
+
+    from recsys.errors import ConfigError
+
+    script = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+    if not script.exists():
+        raise ConfigError(f"{script} not found: the app ships with the repository checkout, not the wheel")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port),
+           "--server.address", args.address, "--server.headless", "true", "--", "--run", str(args.run)]
+    _log(f"starting the app on http://{args.address}:{args.port} (Ctrl-C stops it)")
+    return subprocess.call(cmd)
+
+
+def _cmd_index_build(args) -> int:
+    from recsys.pipeline import _build_index
+
+    types = tuple(t.strip() for t in args.types.split(",") if t.strip())
+    choice = _build_index(args.run, _log, k=args.k, target_recall=args.target_recall, types=types)
+    if args.json:
+        print(json.dumps(choice, indent=2, sort_keys=True))
+    else:
+        print(f"chose {choice['type']} (recall@{choice['k']} {choice['recall']:.3f}, single query p50 "
+              f"{choice['p50_ms']:.3f} ms); recorded in {args.run}/index.json")
+    return 0
+
+
+def _cmd_recommend(args) -> int:
+    from recsys.errors import ConfigError
+    from recsys.serving import Recommender
+
+    weights = {}
+    for part in args.weights.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"--weights: {part!r} is not TASK=NUMBER") from exc
+    rec = Recommender(args.run, n_candidates=args.candidates)
+    res = rec.recommend(user_id=args.user, query_item=args.query_item, k=args.k, weights=weights,
+                        fallback=args.fallback)
+    if args.json:
+        print(json.dumps(res.to_json(), indent=2))
+        return 0
+    if res.fallback:
+        print(f"FALLBACK: {res.fallback}")
+    tasks = list(res.items[0].scores) if res.items and res.items[0].scores else []
+    print(f"{'#':>3} {'item':>6}  {'title':<42}" + "".join(f"{t:>9}" for t in tasks) + f"{'retrieval':>10}{'blended':>9}")
+    for r in res.items:
+        print(f"{r.rank:>3} {r.item_id:>6}  {r.title[:42]:<42}" + "".join(f"{r.scores[t]:>9.3f}" for t in tasks)
+              + f"{r.retrieval_score:>10.3f}{r.blended:>9.3f}")
+    print(f"({res.timings_ms.get('total', 0):.1f} ms)")
     return 0
 
 

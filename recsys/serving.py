@@ -119,7 +119,8 @@ class Recommender:
 
     def recommend(self, *, user_id: int | None = None, support: list[tuple[int, float]] | None = None,
                   query_item: int | None = None, k: int = 10, weights: dict[str, float] | None = None,
-                  adapter=None, exclude_seen: bool = True, fallback: bool = False) -> RecommendResult:
+                  adapter=None, exclude_seen: bool = True, fallback: bool = False,
+                  history: list[int] | None = None) -> RecommendResult:
         """Top-k for a known user, or for a new user from their support set.
 
         Args:
@@ -131,6 +132,8 @@ class Recommender:
             adapter: a fitted cold-start adapter for the support path (default: no adaptation).
             exclude_seen: drop items the user already engaged with.
             fallback: for an unknown user, return flagged popular items instead of an error.
+            history: a known user's engaged items to use instead of all their logged ones (e.g.
+                only those before a test period).
         """
         start = time.perf_counter()
         weights = self._check_weights(weights)
@@ -145,7 +148,10 @@ class Recommender:
             return self._popular(k, reason=f"unknown user {user_id}: most popular items", start=start)
         if support is not None:
             support = self._check_support(support)
-        seen = self.history.get(int(user_id), []) if user_id is not None else [i for i, _ in support]
+        if history is not None:
+            seen = [self._check_item(i) for i in history]
+        else:
+            seen = self.history.get(int(user_id), []) if user_id is not None else [i for i, _ in support]
         query = self._check_item(query_item) if query_item is not None else (seen[-1] if seen else None)
         with _threads(self.threads), torch.no_grad():
             user_row = self._user_row(user_id, query)
