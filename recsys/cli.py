@@ -267,7 +267,10 @@ def _cmd_app(args) -> int:
     if not script.exists():
         raise ConfigError(f"{script} not found: the app ships with the repository checkout, not the wheel")
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(args.port),
-           "--server.address", args.address, "--server.headless", "true", "--", "--run", str(args.run)]
+           "--server.address", args.address, "--server.headless", "true",
+           # demo configuration: no tracebacks or developer toolbar for an audience, no telemetry
+           "--client.showErrorDetails", "none", "--client.toolbarMode", "viewer",
+           "--browser.gatherUsageStats", "false", "--", "--run", str(args.run)]
     _log(f"starting the app on http://{args.address}:{args.port} (Ctrl-C stops it)")
     return subprocess.call(cmd)
 
