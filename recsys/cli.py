@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 
+    from recsys.experiments import add_commands as add_experiment_commands
+
+    add_experiment_commands(sub)
+
     summ = dsub.add_parser("summary", help="print the summary of a prepared data set")
     summ.add_argument("path", type=Path, help="a prepared directory, e.g. data/prepared/ml-100k")
     summ.add_argument("--json", action="store_true")

@@ -59,8 +59,9 @@ def task_metrics(y: np.ndarray, users: np.ndarray, pred: dict[str, np.ndarray], 
     Args:
         y: [N, T] labels, NaN = missing.
         users: [N] user of each row (for per-user metrics).
-        pred: task -> [N] predictions.
-        tasks: the column order of `y`.
+        pred: task -> [N] predictions; tasks of `y` without a prediction are skipped (a model
+            trained on some of the data set's tasks is still measured with all its labels).
+        tasks: the column order of `y` (the data set's tasks).
         full: add per-user AUC and NDCG/Recall@10 (the expensive part).
     """
     out: dict[str, Any] = {}
@@ -96,7 +97,7 @@ def task_metrics(y: np.ndarray, users: np.ndarray, pred: dict[str, np.ndarray], 
 def validation_metrics(model, data: TensorData, tasks: tuple[str, ...], *, esmm: bool = False) -> dict[str, Any]:
     """Pooled metrics for early stopping; ``score`` = mean AUC of the binary tasks (else -mean RMSE)."""
     pred = predict(model, data, tasks, esmm=esmm)
-    res = task_metrics(data.y.cpu().numpy(), data.user.cpu().numpy(), pred, tasks, full=False)
+    res = task_metrics(data.y.cpu().numpy(), data.user.cpu().numpy(), pred, data.schema.tasks, full=False)
     flat: dict[str, Any] = {}
     aucs, errs = [], []
     for task, m in res.items():
@@ -159,8 +160,19 @@ def baseline_predictions(data: TensorData, train: TensorData, tasks: tuple[str, 
     return {"popularity": popularity, "random": random}
 
 
-def evaluate_run(run_dir: str | Path, *, split: str = "test") -> dict[str, Any]:
-    """Load a published run and evaluate it and the baselines on `split`.
+def evaluate_baselines(dataset: str | Path, *, split: str = "test") -> dict[str, Any]:
+    """Popularity and random scores of the data set's tasks on `split`, measured like a model."""
+    from recsys.data.tensors import load_split
+
+    data = load_split(dataset, split)
+    tasks = data.schema.tasks
+    y, users = data.y.numpy(), data.user.numpy()
+    return {name: task_metrics(y, users, pred, tasks)
+            for name, pred in baseline_predictions(data, load_split(dataset, "train"), tasks).items()}
+
+
+def evaluate_run(run_dir: str | Path, *, split: str = "test", baselines: bool = True) -> dict[str, Any]:
+    """Load a published run and evaluate it (and, by default, the baselines) on `split`.
 
     Returns:
         ``{"model": {...}, "popularity": {...}, "random": {...}, "split": ..., "rows": N, "users": U}``.
@@ -182,9 +194,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test") -> dict[str, Any]:
     y, users = data.y.numpy(), data.user.numpy()
     report: dict[str, Any] = {"split": split, "rows": len(data), "users": int(len(np.unique(users))),
                               "dataset": str(dataset), "run": str(run_dir)}
-    report["model"] = task_metrics(y, users, predict(model, data, tasks, esmm=manifest.get("esmm", False)), tasks)
-    for name, pred in baseline_predictions(data, load_split(dataset, "train"), tasks).items():
-        report[name] = task_metrics(y, users, pred, tasks)
+    report["model"] = task_metrics(y, users, predict(model, data, tasks, esmm=manifest.get("esmm", False)),
+                                   schema.tasks)
+    if baselines:
+        report.update(evaluate_baselines(dataset, split=split))
     return report
 
 

@@ -107,6 +107,11 @@ class Trainer:
         self.data_path = resolve_dataset(config.dataset, data_dir)
         self.schema = load_schema(self.data_path)
         self.tasks = tuple(config.tasks) or self.schema.tasks
+        missing = [t for t in self.tasks if t not in self.schema.tasks]
+        if missing:
+            raise ConfigError(f"task(s) {missing} have no labels in {self.data_path}; it has {', '.join(self.schema.tasks)}")
+        # columns of y that hold this run's tasks (a run may train on a subset of the data set's)
+        self.task_cols = torch.tensor([self.schema.tasks.index(t) for t in self.tasks])
         self.train_data = load_split(self.data_path, "train").to(self.device)
         self.valid_data = load_split(self.data_path, "valid").to(self.device)
         torch.manual_seed(config.seed)
@@ -208,7 +213,7 @@ class Trainer:
     def _train_step(self, idx: torch.Tensor) -> dict[str, Any]:
         d = self.train_data
         out = self.model(d.x[idx], d.position[idx] if self.use_position else None)
-        losses = task_losses(out, d.y[idx], self.tasks, esmm=self.config.esmm)
+        losses = task_losses(out, d.y[idx][:, self.task_cols], self.tasks, esmm=self.config.esmm)
         values = {t: float(v.detach()) for t, v in losses.items()}
         for task, value in values.items():
             if not math.isfinite(value):

@@ -141,3 +141,14 @@ def test_cli_train_and_evaluate(tmp_path, prepared, capsys):
     assert main(["train", "--dataset", str(prepared), "--out", str(tmp_path / "x"), "--model", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recsys: error: ") and "nope" in err and "Traceback" not in err
+
+
+def test_a_subset_of_tasks_trains_and_is_measured_with_all_labels(tmp_path, prepared):
+    from recsys.evaluate import evaluate_run
+
+    run = tmp_path / "like_only"
+    train(_config(prepared, tasks=["like"], epochs=1, max_steps=5), run, log=lambda m: None)
+    report = evaluate_run(run)
+    assert set(report["model"]) == {"like", "like_among_clicks"}  # click labels still select the clicked rows
+    with pytest.raises(ConfigError, match="watch"):
+        train(_config(prepared, tasks=["watch"]), tmp_path / "w", log=lambda m: None)
