@@ -17,4 +17,5 @@ class NoAdaptation(Adapter):
     name = "none"
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Scorer:
+        self.check_support(support_x, support_y)  # a bad support set is an error here too
         return self.base_scorer()
