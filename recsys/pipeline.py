@@ -32,10 +32,13 @@ from recsys.io import atomic_write_json
 
 #: The ranker the main job trains: MMoE with uncertainty weighting and ESMM satisfaction.
 MAIN_RANKER = {"model": "mmoe", "weighting": "uncertainty", "esmm": True, "epochs": 8, "patience": 2}
+#: Cold-start methods the main job fits and measures (all of them: `recsys coldstart evaluate`).
+MAIN_COLDSTART = ("none", "finetune", "proto")
 
 
 def run_main_job(*, data_dir: str | Path = "data", out: str | Path = "runs/main", source: str = "auto",
                  seed: int = 0, fresh: bool = False, coldstart_methods: tuple[str, ...] | None = None,
+                 coldstart_shots: tuple[int, ...] = (0, 1, 3, 5, 10, 20),
                  log: Callable[[str], None] | None = None) -> Path:
     """Run every step; return the path of the report."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -63,7 +66,7 @@ def run_main_job(*, data_dir: str | Path = "data", out: str | Path = "runs/main"
     with step("evaluate: retrieval recall and the end-to-end recommender"):
         e2e = evaluate_end_to_end(out, log=log)
     with step("cold start: adapters for new users"):
-        cold = _coldstart(out, coldstart_methods, seed, log)
+        cold = _coldstart(out, coldstart_methods, coldstart_shots, seed, log)
     with step("report"):
         from recsys.report import write_report
 
@@ -212,11 +215,20 @@ def _ndcg(ranked: list[int], relevant: set[int], k: int) -> float:
     return dcg / idcg if idcg else 0.0
 
 
-def _coldstart(out: Path, methods, seed: int, log) -> dict[str, Any] | None:
-    """Fit the cold-start adapters and evaluate them (when the cold-start module is present)."""
-    try:
-        from recsys import coldstart
-    except ImportError:
-        log("cold start: evaluation module not available in this build; skipped")
-        return None
-    return coldstart.main_job_step(out, methods=methods, seed=seed, log=log)
+def _coldstart(out: Path, methods, shots: tuple[int, ...], seed: int, log) -> dict[str, Any]:
+    """Fit the cold-start adapters (saved to ``out/adapters`` for serving and the app, reused on
+    a second run) and measure them on the test new users; outputs in ``out/eval/coldstart``."""
+    from recsys.coldstart import cold_start_split, evaluate_methods, format_markdown, load_run, write_report
+
+    from recsys.meta.registry import ADAPTERS
+
+    run = load_run(out / "ranker")
+    split = cold_start_split(run.dataset, seed=seed)
+    methods = list(methods or MAIN_COLDSTART)
+    # validation episodes are built like the measured ones: query rows after the largest K
+    fit = {"query_after": max(shots), "valid_k": min(5, max(shots))}
+    options = {m: {k: v for k, v in fit.items() if k in ADAPTERS[m].defaults} for m in methods if m in ADAPTERS}
+    report = evaluate_methods(run, split, methods, shots, seed=seed, options=options,
+                              adapters_dir=out / "adapters", reuse=True, log=log)
+    paths = write_report(report, out / "eval" / "coldstart")
+    return {"markdown": format_markdown(report), "curve": str(paths["curve.png"].relative_to(out)), "report": report}

@@ -96,9 +96,22 @@ def test_killed_grid_continues_and_finished_runs_are_skipped(tmp_path, prepared,
 
 
 def test_parallel_jobs_give_the_same_runs(tmp_path, prepared):
+    """Worker processes (spawned) give the runs one process gives. Run through the command in a
+    fresh interpreter: spawned workers re-import the parent's modules, and pytest's process holds
+    other tests' state (Streamlit pages) that has no business in a worker."""
+    import json
+    import subprocess
+    import sys
+
     args = (str(prepared), "shared_bottom", "equal", "0,1", "none")
     one = run_grid(*args, out=tmp_path / "one", preset="smoke", overrides=FAST, log=lambda m: None)
-    two = run_grid(*args, out=tmp_path / "two", preset="smoke", overrides=FAST, jobs=2, log=lambda m: None)
+    sets = [a for k, v in FAST.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [sys.executable, "-m", "recsys", "experiment", "grid", "--dataset", str(prepared), "--models", "shared_bottom",
+           "--weightings", "equal", "--seeds", "0,1", "--static-sweep", "none", "--preset", "smoke", *sets,
+           "--jobs", "2", "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    two = json.loads((tmp_path / "two" / "grid.json").read_text())
     assert [r["test"] for r in two["runs"]] == [r["test"] for r in one["runs"]]
 
 
