@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 
+    from recsys.coldstart import add_commands as add_coldstart_commands
     from recsys.experiments import add_commands as add_experiment_commands
 
+    add_coldstart_commands(sub)
     add_experiment_commands(sub)
 
     summ = dsub.add_parser("summary", help="print the summary of a prepared data set")
