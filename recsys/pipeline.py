@@ -34,6 +34,10 @@ from recsys.io import atomic_write_json
 MAIN_RANKER = {"model": "mmoe", "weighting": "uncertainty", "esmm": True, "epochs": 8, "patience": 2}
 #: Cold-start methods the main job fits and measures (all of them: `recsys coldstart evaluate`).
 MAIN_COLDSTART = ("none", "finetune", "proto")
+#: The main job tunes fine-tuning on a smaller grid than `recsys coldstart evaluate` (840 points
+#: there), to stay within its time budget; the grid still spans scope, learning rate and steps.
+MAIN_FINETUNE_GRID = {"scopes": ("user+head", "all"), "optimizers": ("adam",), "lrs": (0.01, 0.03, 0.1),
+                      "steps": (1, 3, 5), "reductions": ("mean",)}
 
 
 def run_main_job(*, data_dir: str | Path = "data", out: str | Path = "runs/main", source: str = "auto",
@@ -228,6 +232,8 @@ def _coldstart(out: Path, methods, shots: tuple[int, ...], seed: int, log) -> di
     # validation episodes are built like the measured ones: query rows after the largest K
     fit = {"query_after": max(shots), "valid_k": min(5, max(shots))}
     options = {m: {k: v for k, v in fit.items() if k in ADAPTERS[m].defaults} for m in methods if m in ADAPTERS}
+    if "finetune" in options:
+        options["finetune"].update(MAIN_FINETUNE_GRID)
     report = evaluate_methods(run, split, methods, shots, seed=seed, options=options,
                               adapters_dir=out / "adapters", reuse=True, log=log)
     paths = write_report(report, out / "eval" / "coldstart")
