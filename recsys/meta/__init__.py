@@ -11,6 +11,7 @@ One adapter per file, registered by name in `recsys.meta.registry`:
     metasgd   per-element learned inner learning rates (Li et al. 2017)
     proto     prototypes in the ranker's embedding space (Snell et al. NeurIPS'17)
     blackbox  a DeepSets encoder of the support set writes the user's parameters (neural-process family)
+    blackbox_maml  the encoder's output refined by two learned-rate gradient steps (amortised MAML)
 
 Shared machinery: `functional` (the ranker as a function of the adapted tensors, scopes, the
 masked support loss), `inner_loop` (the gradient steps), `gradient` (the MAML family's base),

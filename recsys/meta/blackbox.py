@@ -111,14 +111,14 @@ class BlackBox(Adapter):
         parts = tuple(p.strip() for p in str(o["outputs"]).split("+"))
         bad = [p for p in parts if p not in OUTPUTS]
         if bad or not parts:
-            raise ConfigError(f"option outputs of adapter 'blackbox': unknown {bad or o['outputs']!r}; "
+            raise ConfigError(f"option outputs of adapter {self.name!r}: unknown {bad or o['outputs']!r}; "
                               f"use {', '.join(OUTPUTS)} joined by '+'")
         self.fr = FunctionalRanker(ranker)
         if "user" in parts and self.fr.user_slot is None:
             raise ConfigError("blackbox output 'user' needs a f_user_id field in the schema; drop it from outputs")
         self.parts = parts
         if int(o["hidden"]) < 1:
-            raise ConfigError(f"option hidden of adapter 'blackbox' must be >= 1, got {o['hidden']}")
+            raise ConfigError(f"option hidden of adapter {self.name!r} must be >= 1, got {o['hidden']}")
         self.schedule = MetaSchedule(lr=float(o["meta_lr"]), batch=int(o["meta_batch"]),
                                      steps_per_epoch=int(o["steps_per_epoch"]), max_epochs=int(o["max_epochs"]),
                                      patience=int(o["patience"]), shots=tuple(int(k) for k in o["shots"]),
@@ -132,7 +132,7 @@ class BlackBox(Adapter):
             self.encoder = SetEncoder(self.item_dim + 3 * n_tasks, int(o["hidden"]), emb.dim, n_tasks, self.item_dim)
         self.inner_steps = int(o["inner_steps"])
         if self.inner_steps < 0 or not o["inner_lr_grid"] or any(not (float(v) > 0) for v in o["inner_lr_grid"]):
-            raise ConfigError(f"options inner_steps / inner_lr_grid of adapter 'blackbox' must be >= 0 / positive, "
+            raise ConfigError(f"options inner_steps / inner_lr_grid of adapter {self.name!r} must be >= 0 / positive, "
                               f"got {o['inner_steps']!r} / {o['inner_lr_grid']!r}")
         self.adapted = ((USER,) if "user" in parts else ()) + ("output_bias",)
         self.log_lr = nn.ParameterDict({
@@ -190,7 +190,7 @@ class BlackBox(Adapter):
         with torch.no_grad(), self.fr.eval_mode():
             e = self.fr.embed(support_x)
             y = support_y.to(e.dtype)
-            mask = torch.ones(len(e), dtype=torch.bool)
+            mask = torch.ones(len(e), dtype=torch.bool, device=e.device)
             du, b, q = (v[0] for v in self._encode(e[None], y[None], mask[None]))
             params = self.personalise(e, y, mask, du, b, q)
         if not (bool(all_finite(params)) and bool(torch.isfinite(q).all())):
@@ -222,7 +222,7 @@ class BlackBox(Adapter):
         if done:
             self.fitted.fill_(True)
             rates = {n: f"{float(v.detach().exp()):.3g}" for n, v in self.log_lr.items()}
-            log(f"blackbox: meta-trained {trainer.step} steps, best validation {trainer.best_score:.4f}"
+            log(f"{self.name}: meta-trained {trainer.step} steps, best validation {trainer.best_score:.4f}"
                 + (f"; inner lr {rates}" if rates else ""))
         return self
 
@@ -239,7 +239,7 @@ class BlackBox(Adapter):
         with torch.no_grad():
             for p in self.log_lr.values():
                 p.fill_(math.log(best))
-        log(f"blackbox: starting inner lr {best:g} (validation: "
+        log(f"{self.name}: starting inner lr {best:g} (validation: "
             + ", ".join(f"{lr:g}={v:.4f}" for lr, v in scores.items()) + ")")
 
     def _outer_loss(self, batch: EpisodeBatch) -> tuple[Tensor, int]:

@@ -111,7 +111,8 @@ class FineTune(Adapter):
         with torch.no_grad(), self.fr.eval_mode():
             e = self.fr.embed(support_x)
             init = self.fr.initial(self.scope_names[int(self.scope_index)])
-            params = self._run(init, e, support_y.to(e.dtype), torch.ones(len(e), dtype=torch.bool),
+            mask = torch.ones(len(e), dtype=torch.bool, device=e.device)
+            params = self._run(init, e, support_y.to(e.dtype), mask,
                                optimizer=point["optimizer"], reduction=point["reduction"], lr=point["lr"],
                                steps=point["steps"])
         if not bool(all_finite(params)):

@@ -118,7 +118,8 @@ class GradientAdapter(Adapter):
             return self.base_scorer()
         with torch.no_grad(), self.fr.eval_mode():
             e = self.fr.embed(support_x)
-            params = self.adapt_params(e, support_y.to(e.dtype), torch.ones(len(e), dtype=torch.bool))
+            mask = torch.ones(len(e), dtype=torch.bool, device=e.device)
+            params = self.adapt_params(e, support_y.to(e.dtype), mask)
         if not bool(all_finite(params)):
             return self.fallback("the inner loop went non-finite")
         fr, tasks = self.fr, self.tasks
@@ -189,7 +190,7 @@ class GradientAdapter(Adapter):
                 qx, _ = episodes.query(start + i)
                 p_i = None if params is None else {n: v[i] for n, v in params.items()}
                 if p_i is None or not bool(all_finite(p_i)):
-                    out.append(self.fr.scores(self.fr.initial(()), self.fr.embed(qx)))
+                    out.append(self.fr.scores({}, self.fr.embed(qx)))  # the ranker itself
                 else:
                     out.append(self.fr.scores(p_i, self.fr.embed(qx)))
         scores = torch.cat(out, 1)

@@ -18,6 +18,7 @@ from recsys.errors import CheckpointError, ConfigError
 from recsys.meta.anil import ANIL
 from recsys.meta.base import Adapter
 from recsys.meta.blackbox import BlackBox
+from recsys.meta.blackbox_maml import BlackBoxMAML
 from recsys.meta.finetune import FineTune
 from recsys.meta.fomaml import FOMAML
 from recsys.meta.maml import MAML
@@ -26,7 +27,8 @@ from recsys.meta.none import NoAdaptation
 from recsys.meta.proto import Prototypes
 
 ADAPTERS: dict[str, type[Adapter]] = {
-    cls.name: cls for cls in (NoAdaptation, FineTune, MAML, FOMAML, ANIL, MetaSGD, Prototypes, BlackBox)
+    cls.name: cls for cls in (NoAdaptation, FineTune, MAML, FOMAML, ANIL, MetaSGD, Prototypes, BlackBox,
+                               BlackBoxMAML)
 }
 
 

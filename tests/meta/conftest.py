@@ -29,6 +29,7 @@ OPTIONS = {
     "blackbox": {"hidden": 8, "meta_batch": 4, "steps_per_epoch": 3, "max_epochs": 2, "shots": (1, 2),
                  "max_query": 10, "valid_k": 1, "query_after": 2, "checkpoint_every": 2},
 }
+OPTIONS["blackbox_maml"] = {**OPTIONS["blackbox"], "inner_steps": 1, "inner_lr_grid": (0.01, 0.1)}
 ADAPTER_NAMES = tuple(OPTIONS)
 
 

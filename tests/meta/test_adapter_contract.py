@@ -19,7 +19,8 @@ def _ranker_scores(world, x):
 
 
 def test_registry_names_every_adapter():
-    assert set(ADAPTERS) == {"none", "finetune", "maml", "fomaml", "anil", "metasgd", "proto", "blackbox"}
+    assert set(ADAPTERS) == {"none", "finetune", "maml", "fomaml", "anil", "metasgd", "proto", "blackbox",
+                             "blackbox_maml"}
     for name, cls in ADAPTERS.items():
         assert cls.name == name
 

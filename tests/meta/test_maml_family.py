@@ -154,19 +154,20 @@ def test_scopes_and_the_functional_ranker(meta_world):
         torch.testing.assert_close(got[j], want[t], rtol=1e-5, atol=1e-5)
 
 
-def test_blackbox_with_inner_steps_learns_its_rates_and_keeps_the_contract(meta_world, tmp_path):
-    options = {**OPTIONS["blackbox"], "inner_steps": 1, "inner_lr_grid": (0.01, 0.1)}
-    bb = build_adapter("blackbox", meta_world.ranker, esmm=True, **options)
-    bb.fit(meta_world.train, meta_world.valid, log=lambda m: None)
-    assert {"log_lr.user", "log_lr.output_bias"} <= set(bb.state_dict())
-    sx, sy, qx = meta_world.support(k=2)
-    out = bb.adapt(sx, sy)(qx)
-    assert all(v.shape == (len(qx),) and torch.isfinite(v).all() for v in out.values())
-    empty = bb.adapt(sx[:0], sy[:0])(qx)
+def test_blackbox_maml_refines_the_encoder_output_with_learned_positive_rates(meta_world, fitted):
+    bb = fitted["blackbox_maml"]
+    state = bb.state_dict()
+    assert {"log_lr.user", "log_lr.output_bias"} <= set(state)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    sx, sy, _ = meta_world.support(k=3)
+    e = bb.fr.embed(sx)
+    mask = torch.ones(len(sx), dtype=torch.bool)
     with torch.no_grad():
-        assert all(torch.equal(empty[t], v) for t, v in meta_world.ranker(qx).items())
-    bb.save(tmp_path / "bb")
-    from recsys.meta.registry import load_adapter
-
-    again = load_adapter(tmp_path / "bb", meta_world.ranker).adapt(sx, sy)(qx)
-    assert all(torch.equal(again[t], out[t]) for t in out)
+        du, b, q = (v[0] for v in bb._encode(e[None], sy[None], mask[None]))
+        refined = bb.personalise(e, sy, mask, du, b, q)
+        bb.inner_steps = 0
+        try:
+            start = bb.personalise(e, sy, mask, du, b, q)
+        finally:
+            bb.inner_steps = 1
+    assert not torch.equal(refined["user"], start["user"])
