@@ -18,6 +18,12 @@ label count, a non-integer x, ids outside a vocabulary or infinite labels raise 
 itself goes non-finite (an exploding inner loop), the user falls back to the ranker's own scores
 with a `RuntimeWarning`, and `fallbacks` counts such users.
 
+Persistence: everything `fit` learns or selects is in `state_dict()` (the ranker is not part of
+it); `save(directory)` writes ``adapter.json`` (name, esmm, options) and ``adapter.safetensors``,
+and `recsys.meta.registry.load_adapter(directory, ranker)` rebuilds the fitted adapter. Adapters
+that meta-train accept ``fit(..., checkpoint=path, resume=True, stop_after=N)``: an atomic
+checkpoint to resume an interrupted meta-training run exactly.
+
 Shapes: S support rows, N candidate rows, W columns of x, T tasks.
 
 Example:
