@@ -150,7 +150,9 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
                   for r in index["table"]]
         lines += ["", f"Chosen: **{index['type']}** (the fastest that reaches the target).", ""]
     if cold:
-        lines += ["## Cold start", ""] + cold.get("markdown", "").splitlines() + [""]
+        # the cold-start report is a document of its own: its headings go two levels down here
+        lines += ["## Cold start", ""] + [("##" + ln if ln.startswith("#") else ln)
+                                          for ln in cold.get("markdown", "").splitlines()] + [""]
         if cold.get("curve"):
             lines += [f"![cold-start curve]({cold['curve']})", ""]
     if results.get("timings_s"):
