@@ -202,8 +202,7 @@ class Recommender:
         rating >= 4, rating) with its query item = the previous rated item, plus `negatives`
         unrated items per rating (click 0), as in the training protocol."""
         rng = np.random.default_rng(seed)
-        rated = {i for i, _ in support}
-        pool = np.array([i for i in self.item_ids.tolist() if i not in rated])
+        pool = np.setdiff1d(self.item_ids, np.array([i for i, _ in support], dtype=self.item_ids.dtype))
         xs, ys = [], []
         prev = None
         for item, rating in support:
