@@ -117,13 +117,7 @@ class FineTune(Adapter):
                                steps=point["steps"])
         if not bool(all_finite(params)):
             return self.fallback("fine-tuning went non-finite")
-        fr, tasks = self.fr, self.tasks
-
-        def score(x: Tensor) -> dict[str, Tensor]:
-            with torch.no_grad(), fr.eval_mode():
-                return dict(zip(tasks, fr.scores(params, fr.embed(x)).unbind(0)))
-
-        return score
+        return self.fr.scorer(params)
 
     # ------------------------------------------------------------------ selection
 

@@ -32,7 +32,7 @@ from torch.func import functional_call
 
 from recsys.data.fields import OOV, TASK_KINDS
 from recsys.errors import ConfigError
-from recsys.meta.base import USER_FIELD
+from recsys.meta.base import USER_FIELD, Scorer
 from recsys.mtl.losses import esmm_bce
 
 USER = "user"
@@ -136,6 +136,16 @@ class FunctionalRanker:
         if gates is not None:
             self.ranker.last_gates = gates
         return torch.stack([out[t] for t in self.tasks])
+
+    def scorer(self, params: Params) -> Scorer:
+        """A user's personalised scorer: rows x [N, W] → {task: [N]} raw scores with `params`."""
+        tasks = self.tasks
+
+        def score(x: Tensor) -> dict[str, Tensor]:
+            with torch.no_grad(), self.eval_mode():
+                return dict(zip(tasks, self.scores(params, self.embed(x)).unbind(0)))
+
+        return score
 
     def item_embedding(self, e: Tensor) -> Tensor:
         """The candidate-item part of `e` [B, F, D], flattened: [B, F_item * D]."""

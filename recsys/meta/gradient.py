@@ -126,13 +126,7 @@ class GradientAdapter(Adapter):
             params = self.adapt_params(e, support_y.to(e.dtype), mask)
         if not bool(all_finite(params)):
             return self.fallback("the inner loop went non-finite")
-        fr, tasks = self.fr, self.tasks
-
-        def score(x: Tensor) -> dict[str, Tensor]:
-            with torch.no_grad(), fr.eval_mode():
-                return dict(zip(tasks, fr.scores(params, fr.embed(x)).unbind(0)))
-
-        return score
+        return self.fr.scorer(params)
 
     def fit(self, train: EpisodeSampler, valid: EpisodeSampler, *, log: Callable[[str], None] = print,
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
