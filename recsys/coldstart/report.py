@@ -19,7 +19,7 @@ LABELS: dict[str, str] = {
     "taste_spearman": "taste: Spearman with true p(like)", "taste_user_auc": "taste: per-user AUC vs truth",
 }
 #: Panels of curve.png, in order (each drawn when the report has it).
-PANELS = ("like_auc", "click_auc", "like_user_auc", "rating_rmse", "taste_user_auc")
+PANELS = ("like_auc", "click_auc", "like_user_auc", "like_click_auc", "rating_rmse", "taste_user_auc")
 #: Metrics shown in the paired-difference tables of coldstart.md (all are in coldstart.json).
 PAIRED = ("like_auc", "click_auc", "like_user_auc", "like_click_auc", "like_ndcg@10", "rating_rmse",
           "taste_user_auc")
@@ -80,7 +80,8 @@ def format_markdown(report: dict[str, Any]) -> str:
                   + ", ".join(f"{_f(warm.get(m))} vs none {_f(res['none'][shots[0]].get(m))}"
                               for m in ("like_auc", "like_click_auc") if LABELS[m] in undefined) + "."]
     if report["paired"]:
-        lines += ["", "## Paired differences (mean difference [95% bootstrap interval]; * = excludes 0)", ""]
+        lines += ["", "## Paired differences (mean difference [95% bootstrap interval]; * = excludes 0)", "",
+                  "Differences are a − b on the same users and rows; for RMSE a negative difference is better.", ""]
         if report.get("best_meta"):
             lines += [f"Best meta-learner by mean like AUC over K > 0: **{report['best_meta']}** (chosen on these "
                       "test users, so its row against finetune is a highlight, not an independent test).", ""]
@@ -147,8 +148,6 @@ def plot_curves(curve: dict[str, Any], path: str | Path, *, title: str = "") -> 
                 continue
             ks = [p["k"] for p in pts]
             ax.plot(ks, [p["value"] for p in pts], marker="o", ms=3, color=colours[method], label=method)
-            if all(p["lo"] is not None for p in pts):
-                ax.fill_between(ks, [p["lo"] for p in pts], [p["hi"] for p in pts], color=colours[method], alpha=0.12)
         for w in curve["warm"]:
             if w["metric"] == panel["metric"]:
                 ax.axhline(w["value"], color="black", ls="--", lw=1, label="warm users")
@@ -164,7 +163,9 @@ def plot_curves(curve: dict[str, Any], path: str | Path, *, title: str = "") -> 
         ax.set_visible(False)
     if panels:
         axes.flat[0].legend(fontsize=8, loc="best")
-    fig.suptitle(title or "cold start: metric against support size K (bands: 95% bootstrap over users)", fontsize=11)
+    # No per-method bands: between-user spread makes them overlap even where the paired differences
+    # (coldstart.md) exclude 0; curve.json keeps them (lo, hi) for an app that wants them.
+    fig.suptitle(title or "cold start: metric against support size K", fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

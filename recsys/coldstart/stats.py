@@ -22,8 +22,10 @@ Example:
     >>> import numpy as np
     >>> y = np.array([1, 0, 1, 0]); s = np.array([0.9, 0.1, 0.2, 0.8]); g = np.array([0, 0, 1, 1])
     >>> stat = pair_stat(y, s, g, 2)
-    >>> float(metric_values({"auc": stat})["auc"][0])
-    0.5
+    >>> float(metric_values({"auc": stat})["auc"][0])   # 3 of the 4 (positive, negative) pairs ordered
+    0.75
+    >>> metric_values({"auc": stat}, np.array([[2.0, 0.0]]))["auc"]   # user 0 drawn twice, user 1 not
+    array([1.])
 """
 
 from __future__ import annotations
