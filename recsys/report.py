@@ -38,7 +38,7 @@ def _plots(out: Path) -> list[str]:
         for t in tasks:
             xs = [r["step"] for r in steps if t in r["loss"]]
             ys = [r["loss"][t] for r in steps if t in r["loss"]]
-            axes[0].plot(xs, _smooth(ys), label=t)
+            axes[0].plot(xs, smooth(ys), label=t)
             axes[1].plot([r["step"] for r in steps], [r["weight"].get(t, 0.0) for r in steps], label=t)
         axes[0].set_title("training loss per task (smoothed)")
         axes[1].set_title("task weights (weighting strategy)")
@@ -85,7 +85,8 @@ def _plots(out: Path) -> list[str]:
     return made
 
 
-def _smooth(values: list[float], window: int = 25) -> list[float]:
+def smooth(values: list[float], window: int = 25) -> list[float]:
+    """Trailing moving average over `window` values (window 1 = unchanged)."""
     out, acc = [], 0.0
     for i, v in enumerate(values):
         acc += v

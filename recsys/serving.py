@@ -33,6 +33,15 @@ DEFAULT_WEIGHTS = {"click": 0.5, "like": 0.5}
 RATING_RANGE = (1.0, 5.0)
 
 
+def blend_scale(task: str, values):
+    """A task's predictions on the blend's [0, 1] scale: rating 1..5 → 0..1, probabilities as
+    they are. Works on arrays and on single numbers."""
+    if task == "rating":
+        lo, hi = RATING_RANGE
+        return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+    return values
+
+
 @dataclass
 class Recommendation:
     item_id: int
@@ -167,7 +176,7 @@ class Recommender:
             cand, r_scores = cand[: self.n_candidates], r_scores[: self.n_candidates]
             preds = self._rank(user_row, cand, support, adapter)
             t2 = time.perf_counter()
-        blended = sum(w * self._scaled(t, preds[t]) for t, w in weights.items()) / sum(weights.values())
+        blended = sum(w * blend_scale(t, preds[t]) for t, w in weights.items()) / sum(weights.values())
         order = np.argsort(-blended, kind="stable")[:k]
         items = [Recommendation(int(cand[i]), self.titles.get(int(cand[i]), ""), r + 1, float(blended[i]),
                                 float(r_scores[i]), {t: float(preds[t][i]) for t in preds}) for r, i in enumerate(order)]
@@ -249,12 +258,6 @@ class Recommender:
         items = [Recommendation(int(self.item_ids[i]), self.titles.get(int(self.item_ids[i]), ""), r + 1,
                                 float(self.popularity[i]), 0.0, {}) for r, i in enumerate(order)]
         return RecommendResult(items, [], reason, {"total": (time.perf_counter() - start) * 1e3})
-
-    def _scaled(self, task: str, values: np.ndarray) -> np.ndarray:
-        if task == "rating":
-            lo, hi = RATING_RANGE
-            return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
-        return values
 
     def _check_weights(self, weights: dict[str, float] | None) -> dict[str, float]:
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)

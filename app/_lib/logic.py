@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-#: Scale of the rating task (its predictions are mapped to [0, 1] before blending, as serving does).
-RATING_RANGE = (1.0, 5.0)
+from recsys.report import smooth
+from recsys.serving import blend_scale
+
 #: Upload limits of the new-user ratings file.
 MAX_UPLOAD_BYTES = 1_048_576  # 1 MB as Streamlit counts it (max_upload_size=1)
 MAX_UPLOAD_ROWS = 200
@@ -31,11 +32,8 @@ class RatingsFileError(ValueError):
 
 
 def scaled(task: str, value: float) -> float:
-    """A task's prediction on the blend's [0, 1] scale (rating 1..5 → 0..1, probabilities as they are)."""
-    if task == "rating":
-        lo, hi = RATING_RANGE
-        return min(1.0, max(0.0, (value - lo) / (hi - lo)))
-    return value
+    """A task's prediction on the blend's [0, 1] scale, exactly as serving blends it."""
+    return float(blend_scale(task, value))
 
 
 def reblend(items: Iterable[Any], weights: Mapping[str, float]) -> pd.DataFrame:
@@ -172,17 +170,6 @@ def parse_ratings_csv(data: bytes | None, *, known_items: Container[int], name: 
 
 
 # --------------------------------------------------------------------------- training logs
-
-
-def smooth(values: Sequence[float], window: int) -> list[float]:
-    """Trailing moving average (window 1 = unchanged)."""
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
-    return out
 
 
 def step_frame(steps: Sequence[Mapping[str, Any]], key: str, *, window: int = 1, max_points: int = 2000
