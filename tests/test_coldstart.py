@@ -287,9 +287,25 @@ def test_bad_inputs_are_one_line_errors(tmp_path, prepared, run_dir, capsys):
         ([*base, "--dataset", str(other)], str(other)),
         ([*base, "--dataset", "nosuchdata"], "nosuchdata"),
     ]
+    if not torch.cuda.is_available():
+        cases.append(([*base, "--device", "cuda"], "--device cuda"))
     for argv, needle in cases:
         assert _main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("recsys: error:") and "\n" not in err and needle in err, (argv, err)
     assert not (tmp_path / "o").exists()                      # nothing written on a bad input
     assert _main([*base, "--dataset", str(prepared), "--shots", "0"]) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none; run on a GPU machine)")
+def test_adapters_fit_and_adapt_on_a_gpu(tmp_path, run_dir):
+    """The same code path as on the CPU, with the ranker and every adapter on cuda:0: figures agree
+    with the CPU run to float tolerance (K = 0 exactly the ranker's)."""
+    from recsys.coldstart.harness import run_coldstart
+
+    options = dict(methods=["none", "proto", "anil", "blackbox"], shots=(0, 3), n_boot=0, log=lambda m: None)
+    cpu = run_coldstart(run_dir, out=tmp_path / "cpu", device="cpu", **options)
+    gpu = run_coldstart(run_dir, out=tmp_path / "gpu", device="cuda", **options)
+    assert gpu["results"]["none"]["0"]["like_auc"] == pytest.approx(cpu["results"]["none"]["0"]["like_auc"], abs=1e-4)
+    for m in ("proto", "anil", "blackbox"):
+        assert gpu["results"][m]["3"]["like_auc"] == pytest.approx(cpu["results"][m]["3"]["like_auc"], abs=0.02)

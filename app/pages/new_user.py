@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from _lib import artifacts, logic, ui
+from recsys.pipeline import DEFAULT_ADAPTER
 
 run = artifacts.run_dir()
 st.title("New user")
@@ -42,7 +43,8 @@ def example() -> None:
 methods = artifacts.adapter_names()
 top = st.columns([2, 1])
 with top[0]:
-    method = st.selectbox("Cold-start method", methods, key="method",
+    default = DEFAULT_ADAPTER if DEFAULT_ADAPTER in methods and artifacts.adapter_ready(run, DEFAULT_ADAPTER) else "none"
+    method = st.selectbox("Cold-start method", methods, key="method", index=methods.index(default),
                           format_func=lambda m: m if artifacts.adapter_ready(run, m) else f"{m} (not fitted)")
 with top[1]:
     k = st.slider("Recommendations", 5, 20, 10, key="k_new")

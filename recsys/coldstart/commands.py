@@ -45,6 +45,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     help="load adapters saved in OUT/adapters by an earlier run (same ranker, seed, options) "
                          "instead of fitting them again")
     ev.add_argument("--json", action="store_true", help="print coldstart.json instead of the tables")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                    help="where the ranker and adapters run (default: %(default)s; adaptation timings are "
+                         "per user, so a GPU pays off for meta-training, not for one user's few rows)")
     ev.add_argument("--data-dir", default=os.environ.get("RECSYS_DATA_DIR", "data"),
                     help="cache root to resolve --dataset by name (default: %(default)s, or $RECSYS_DATA_DIR)")
     ev.set_defaults(func=_cmd_evaluate)
@@ -86,7 +89,7 @@ def _cmd_evaluate(args) -> int:
         methods = list(ADAPTERS)
     report = run_coldstart(args.run, dataset=args.dataset, data_dir=args.data_dir, methods=methods,
                            shots=parse_shots(args.shots), seed=args.seed, n_boot=args.bootstrap, out=out,
-                           reuse=args.reuse_fitted, log=_log)
+                           reuse=args.reuse_fitted, device=args.device, log=_log)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

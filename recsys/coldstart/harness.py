@@ -96,7 +96,7 @@ def warm_reference(run: LoadedRun) -> dict[str, Any]:
     data = load_split(run.dataset, "test")
     _, users = np.unique(data.user.numpy(), return_inverse=True)
     n_users = int(users.max()) + 1 if len(users) else 0
-    pred = predictions(ranker_outputs(run.ranker, data.x), run.tasks, run.esmm)
+    pred = predictions(ranker_outputs(run.ranker, data.x), run.tasks, run.esmm)  # outputs come back on the CPU
     stats = S.user_stats(data.y[:, task_columns(data, run.tasks)].numpy(), pred, users, n_users, run.tasks,
                          truth={k: v.double().numpy() for k, v in data.truth.items()}, esmm=run.esmm)
     return {**S.point_metrics(stats), "users": n_users, "rows": len(data)}
@@ -258,16 +258,19 @@ def evaluate_methods(run: LoadedRun, split: ColdStartSplit, methods: Sequence[st
 def run_coldstart(run_dir: str | Path, *, dataset: str | None = None, data_dir: str | Path = "data",
                   methods: Sequence[str] = (BASELINE,), shots: Sequence[int] = (0, 1, 3, 5, 10, 20),
                   seed: int = 0, n_boot: int = 1000, out: str | Path | None = None, reuse: bool = False,
-                  log: Callable[[str], None] = _stderr) -> dict[str, Any]:
+                  device: str = "cpu", log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Load the run, evaluate, and write coldstart.json / .md, curve.png / .json to `out`
     (default RUN/coldstart), the fitted adapters to ``out/adapters/NAME``. Inputs are checked
-    before anything is fitted; `reuse` loads adapters fitted by an earlier call instead."""
+    before anything is fitted; `reuse` loads adapters fitted by an earlier call instead. `device`
+    (``cpu``, ``cuda``, ``auto``) is where the ranker and the adapters run."""
+    from recsys.train import resolve_device
+
     from recsys.coldstart.report import write_report
 
     if n_boot < 0:
         raise ConfigError(f"--bootstrap must be >= 0, got {n_boot}")
     methods, shots = check_methods(methods), check_shots(shots)
-    run = load_run(run_dir, dataset, data_dir=data_dir)
+    run = load_run(run_dir, dataset, data_dir=data_dir, device=resolve_device(device))
     split = cold_start_split(run.dataset, seed=seed)
     out = Path(out) if out else Path(run_dir) / "coldstart"
     report = evaluate_methods(run, split, methods, shots, n_boot=n_boot, seed=seed, adapters_dir=out / "adapters",

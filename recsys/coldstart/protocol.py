@@ -44,7 +44,8 @@ class LoadedRun:
     weights_sha: str = ""   # SHA-256 of model.safetensors: what a saved fitted adapter belongs to
 
 
-def load_run(run_dir: str | Path, dataset: str | Path | None = None, *, data_dir: str | Path = "data") -> LoadedRun:
+def load_run(run_dir: str | Path, dataset: str | Path | None = None, *, data_dir: str | Path = "data",
+             device: torch.device | str = "cpu") -> LoadedRun:
     """Load the trained ranker of `run_dir` (hashes verified) and check `dataset` agrees with it.
 
     Args:
@@ -53,6 +54,7 @@ def load_run(run_dir: str | Path, dataset: str | Path | None = None, *, data_dir
             must be the one the run was trained on (the same directory, or a copy with the same
             ``schema.json`` and ``summary.json``).
         data_dir: cache root used to resolve a data set name.
+        device: where the ranker (and so every adapter around it) runs.
 
     Raises:
         CheckpointError: no published model in `run_dir`, or its data set is gone.
@@ -78,7 +80,7 @@ def load_run(run_dir: str | Path, dataset: str | Path | None = None, *, data_dir
         raise CheckpointError(f"{run_dir}: its data set {path} is gone; prepare it again or pass --dataset")
     ranker = build_from_spec(manifest["model"], load_schema(path))
     ranker.load_state_dict(state)
-    ranker.eval()
+    ranker.to(device).eval()
     return LoadedRun(ranker, tuple(manifest["tasks"]), bool(manifest.get("esmm", False)), path, run_dir,
                      manifest["files"]["model.safetensors"])
 
@@ -197,6 +199,8 @@ def score_method(adapter, queries: FixedQueries, k: int) -> MethodScores:
     """
     data = queries.sampler.data
     cols = task_columns(data, tuple(adapter.tasks))
+    device = torch.device(getattr(adapter, "device", "cpu"))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)  # honest GPU timings
     n_users, n_rows = len(queries.users), len(queries.query_rows)
     outputs: dict[str, np.ndarray] = {}
     adapt_ms, score_ms = np.zeros(n_users), np.zeros(n_users)
@@ -207,11 +211,14 @@ def score_method(adapter, queries: FixedQueries, k: int) -> MethodScores:
         for i in range(n_users):
             support = queries.support_rows(i, k)
             sx, sy, qx = data.x[support], data.y[support][:, cols], data.x[queries.query(i)]
+            sx, sy, qx = sx.to(device), sy.to(device), qx.to(device)
             t0 = time.perf_counter()
             scorer = adapter.adapt(sx, sy)
+            sync()
             t1 = time.perf_counter()
             with torch.no_grad():
                 out = scorer(qx)
+            sync()
             t2 = time.perf_counter()
             adapt_ms[i], score_ms[i] = 1e3 * (t1 - t0), 1e3 * (t2 - t1)
             lo, hi = int(queries.query_start[i]), int(queries.query_start[i + 1])
@@ -237,11 +244,12 @@ def task_columns(data: TensorData, tasks: tuple[str, ...]) -> torch.Tensor:
 def ranker_outputs(ranker: torch.nn.Module, x: torch.Tensor, *, batch_size: int = 16384) -> dict[str, np.ndarray]:
     """The ranker's own raw outputs (evaluation mode, no position) for rows `x` [N, W]."""
     chunks: dict[str, list[np.ndarray]] = {}
+    device = next(ranker.parameters()).device
     was = ranker.training
     ranker.eval()
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            for task, value in ranker(x[start:start + batch_size]).items():
+            for task, value in ranker(x[start:start + batch_size].to(device)).items():
                 chunks.setdefault(task, []).append(value.double().cpu().numpy())
     ranker.train(was)
     return {t: np.concatenate(v) if v else np.zeros(0) for t, v in chunks.items()}
@@ -285,11 +293,12 @@ def fit_adapter(name: str, run: LoadedRun, split: ColdStartSplit, *, log: Callab
     key = json.loads(json.dumps({"adapter": name, "weights": run.weights_sha, "seed": seed,
                                  "options": options or {}}, default=list))
     where = Path(save_dir) / name if save_dir is not None else None
+    run_device = next(run.ranker.parameters()).device  # the adapter's own parameters go there too
     if reuse and where is not None and (where / "fit.json").exists():
         saved = json.loads((where / "fit.json").read_text())
         if saved.get("key") == key:
             try:
-                adapter = load_adapter(where, run.ranker)
+                adapter = load_adapter(where, run.ranker).to(run_device)
             except CheckpointError as exc:
                 log(f"coldstart: cannot reuse {where} ({exc}); fitting {name} again")
             else:
@@ -298,7 +307,7 @@ def fit_adapter(name: str, run: LoadedRun, split: ColdStartSplit, *, log: Callab
         else:
             log(f"coldstart: {where} was fitted for another ranker, seed or options; fitting {name} again")
     torch.manual_seed(seed)
-    adapter = build_adapter(name, run.ranker, esmm=run.esmm, **(options or {}))
+    adapter = build_adapter(name, run.ranker, esmm=run.esmm, **(options or {})).to(run_device)
     t0 = time.perf_counter()
     adapter.fit(split.train, split.valid, log=log)
     seconds = time.perf_counter() - t0

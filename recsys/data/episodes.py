@@ -45,6 +45,11 @@ class EpisodeBatch:
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        """The same episodes on `device` (samplers build them on the CPU; adapters run where the ranker is)."""
+        return EpisodeBatch(**{f: getattr(self, f).to(device) if isinstance(getattr(self, f), torch.Tensor)
+                               else getattr(self, f) for f in self.__dataclass_fields__})
+
 
 class EpisodeSampler:
     """Builds support/query episodes from one split's rows.

@@ -94,6 +94,11 @@ class Adapter(nn.Module):
         self.user_cols = schema.slice(USER_FIELD) if any(f.name == USER_FIELD for f in schema.fields) else None
         self.fallbacks = 0
 
+    @property
+    def device(self) -> torch.device:
+        """Where the ranker lives; adapters adapt and score there (inputs are moved by the caller)."""
+        return next(self.ranker.parameters()).device
+
     # ------------------------------------------------------------------ interface
 
     def fit(self, train: EpisodeSampler, valid: EpisodeSampler, *, log: Callable[[str], None] = print,

@@ -207,7 +207,7 @@ class BlackBox(Adapter):
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> BlackBox:
         o = self.options
-        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]))
+        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]), device=self.device)
         self._train_cols = self.task_columns(train)
         k = int(o["valid_k"])
 

@@ -89,6 +89,7 @@ class MetaTrainer:
     def __init__(self, adapter: nn.Module, loss: EpisodeLoss, validate: Callable[[], float],
                  schedule: MetaSchedule, *, log: Callable[[str], None] = print) -> None:
         self.adapter, self.loss, self.validate, self.schedule, self.log = adapter, loss, validate, schedule, log
+        self.device = getattr(adapter, "device", torch.device("cpu"))  # episodes go where the ranker is
         self.params = [p for p in adapter.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=schedule.lr)
         self.step = self.epoch = self.batch_in_epoch = self.bad_epochs = self.skipped = 0
@@ -154,7 +155,7 @@ class MetaTrainer:
         s = self.schedule
         g = torch.Generator().manual_seed(s.seed * 1_000_003 + self.step)
         k = int(s.shots[int(torch.randint(len(s.shots), (1,), generator=g))])
-        episodes = train.sample(s.batch, k, generator=g, max_query=s.max_query)
+        episodes = train.sample(s.batch, k, generator=g, max_query=s.max_query).to(self.device)
         loss, bad = self.loss(episodes)
         self.optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(loss):

@@ -134,7 +134,7 @@ class Prototypes(Adapter):
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> Prototypes:
         o = self.options
-        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]))
+        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]), device=self.device)
         support = episodes.support(int(o["valid_k"]))
         base, taste, num, den = [], [], [], []
         with torch.no_grad(), self.fr.eval_mode():

@@ -49,10 +49,12 @@ class EvalEpisodes:
         query_after: query rows are those of events after the first `query_after`.
         users: positions of users to use (default: every user with more events than that).
         max_query: keep at most this many query rows per user (the earliest).
+        device: where the support and query tensors live (the ranker's device).
     """
 
     def __init__(self, sampler: EpisodeSampler, tasks: tuple[str, ...], *, query_after: int = 20,
-                 users: Tensor | None = None, max_query: int | None = None) -> None:
+                 users: Tensor | None = None, max_query: int | None = None,
+                 device: torch.device | str = "cpu") -> None:
         schema_tasks = tuple(sampler.data.schema.tasks)
         missing = [t for t in tasks if t not in schema_tasks]
         if missing:
@@ -63,11 +65,12 @@ class EvalEpisodes:
         if len(self.users) == 0:
             raise ConfigError(f"no user has more than {query_after} events to build query rows from; "
                               "lower query_after or use more users")
-        q = sampler.batch(query_after, self.users, max_query=max_query)
+        self.device = torch.device(device)
+        q = sampler.batch(query_after, self.users, max_query=max_query).to(self.device)
         self.query_x = q.query_x[q.query_mask]                      # [Q, W]
         self.query_y = q.query_y[q.query_mask][:, self.cols]        # [Q, T]
-        self.query_user = torch.arange(len(self.users)).repeat_interleave(q.query_mask.sum(1))  # [Q]
-        counts = q.query_mask.sum(1)
+        counts = q.query_mask.sum(1).cpu()
+        self.query_user = torch.arange(len(self.users)).repeat_interleave(counts)  # [Q]
         self.query_start = torch.cumsum(counts, 0) - counts
         self.query_count = counts
         self._support: dict[int, Support] = {}
@@ -78,7 +81,7 @@ class EvalEpisodes:
     def support(self, k: int) -> Support:
         """Padded support sets of the first k events of each user."""
         if k not in self._support:
-            b = self.sampler.batch(k, self.users)
+            b = self.sampler.batch(k, self.users).to(self.device)
             self._support[k] = Support(b.support_x, b.support_y[..., self.cols], b.support_mask)
         return self._support[k]
 
@@ -106,7 +109,7 @@ def selection_score(raw: dict[str, Tensor], y: Tensor, tasks: tuple[str, ...], *
     for t in chosen:
         label = y[:, tasks.index(t)]
         seen = ~torch.isnan(label)
-        p, lab = preds[t][seen].double().numpy(), label[seen].double().numpy()
+        p, lab = preds[t][seen].double().cpu().numpy(), label[seen].double().cpu().numpy()
         if TASK_KINDS[t] == "binary":
             a = auc(lab, p)
             values.append(float("nan") if a is None else a)
