@@ -65,6 +65,7 @@ from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
 from _peers import PeerSpec, build_rechub, peer_versions, rechub_inputs, task_labels  # noqa: E402
 
 from recsys.data.tensors import TensorData, batch_indices, load_split  # noqa: E402
@@ -84,23 +85,8 @@ clock: Callable[[], float] = time.process_time
 
 def mm_rate(m: int, k: int, n: int, *, repeats: int = 5, target_s: float = 0.2,
             dtype: torch.dtype = torch.float32) -> float:
-    """Best GFLOP/s of ``torch.mm([m, k] @ [k, n])`` (float32 unless `dtype`)."""
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    out = torch.empty(m, n, dtype=dtype)
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    t0, iters = clock(), 0
-    while clock() - t0 < 0.05:
-        torch.mm(a, b, out=out)
-        iters += 1
-    loops = max(1, int(iters * target_s / 0.05))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = clock()
-        for _ in range(loops):
-            torch.mm(a, b, out=out)
-        best = min(best, (clock() - t0) / loops)
-    return 2.0 * m * n * k / best / 1e9
+    """Best GFLOP/s of ``torch.mm([m, k] @ [k, n])`` by this script's clock (`_bench.mm_rate`)."""
+    return _bench.mm_rate(m, k, n, repeats=repeats, target_s=target_s, dtype=dtype, clock=clock)
 
 
 # ---------------------------------------------------------------------------------------- FLOPs
