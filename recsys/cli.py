@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--address", default="127.0.0.1", help="bind address (default: %(default)s; 0.0.0.0 to share)")
     app.set_defaults(func=_cmd_app)
 
-    tr = sub.add_parser("train", help="train a multi-task ranker (resumable; publishes safetensors)")
+    tr = sub.add_parser("train", help="train a multi-task ranker (resumable; publishes safetensors; "
+                                      "data-parallel under torchrun)")
     tr.add_argument("--preset", default="default", help="smoke | default (default: %(default)s)")
     tr.add_argument("--config", type=Path, help="a JSON file of config keys (applied after the preset)")
     tr.add_argument("--dataset", help="prepared data set: ml-100k, synth, or a path")
@@ -120,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--precision", choices=["fp32", "bf16"],
+                    help="bf16: forward pass under bfloat16 autocast (mixed precision; default fp32)")
     tr.add_argument("--threads", type=int, help="torch threads (0 = torch's default)")
+    tr.add_argument("--stream-window", type=int, metavar="ROWS",
+                    help="stream the training and validation splits from parquet ROWS rows at a time "
+                         "(bounded memory for large data sets; default 0 = load them into memory)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help='any config key, JSON values allowed, e.g. --set model_options=\'{"num_experts": 8}\'')
     tr.add_argument("--out", type=Path, required=True, help="run directory")
@@ -218,7 +224,8 @@ def _train_overrides(args) -> dict:
             over.update(_json.loads(Path(args.config).read_text()))
         except (OSError, _json.JSONDecodeError) as exc:
             raise ConfigError(f"--config {args.config}: {exc}") from exc
-    for key in ("dataset", "model", "weighting", "esmm", "epochs", "batch_size", "lr", "seed", "device", "threads"):
+    for key in ("dataset", "model", "weighting", "esmm", "epochs", "batch_size", "lr", "seed", "device", "threads",
+                "precision", "stream_window"):
         value = getattr(args, key)
         if value is not None:
             over[key] = value
@@ -230,10 +237,13 @@ def _train_overrides(args) -> dict:
 
 def _cmd_train(args) -> int:
     from recsys.config import load_config
+    from recsys.distributed import is_main_process
     from recsys.train import train
 
     config = load_config(args.preset, _train_overrides(args))
     result = train(config, args.out, data_dir=args.data_dir, resume=args.resume, log=_log)
+    if not is_main_process():  # under torchrun, rank 0 reports for all
+        return 0
     print(f"trained {config.model} + {config.weighting} in {result.seconds:.1f}s: {result.steps} steps, "
           f"{result.epochs} epochs, best epoch {result.best_epoch} (valid score {result.best_score:.4f})"
           + (", stopped early" if result.stopped_early else ""))

@@ -22,6 +22,7 @@ import torch
 
 from recsys import metrics as M
 from recsys.data.fields import TASK_KINDS
+from recsys.data.stream import StreamedSplit
 from recsys.data.tensors import TensorData
 
 K = 10
@@ -94,10 +95,26 @@ def task_metrics(y: np.ndarray, users: np.ndarray, pred: dict[str, np.ndarray], 
     return out
 
 
-def validation_metrics(model, data: TensorData, tasks: tuple[str, ...], *, esmm: bool = False) -> dict[str, Any]:
-    """Pooled metrics for early stopping; ``score`` = mean AUC of the binary tasks (else -mean RMSE)."""
-    pred = predict(model, data, tasks, esmm=esmm)
-    res = task_metrics(data.y.cpu().numpy(), data.user.cpu().numpy(), pred, data.schema.tasks, full=False)
+def validation_metrics(model, data: TensorData | StreamedSplit, tasks: tuple[str, ...], *,
+                       esmm: bool = False, pred: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Pooled metrics for early stopping; ``score`` = mean AUC of the binary tasks (else -mean RMSE).
+
+    Args:
+        data: the split as tensors, or streamed: then it is predicted one window at a time and
+            only the predictions, labels and users ([N] arrays) are held.
+        pred: `predict`'s output for the rows of `data` (a `TensorData`) made elsewhere, e.g.
+            gathered from the processes of a distributed run; default: predict here.
+    """
+    if isinstance(data, TensorData):
+        pred = predict(model, data, tasks, esmm=esmm) if pred is None else pred
+        y, users = data.y.cpu().numpy(), data.user.cpu().numpy()
+    else:
+        parts = [(predict(model, w, tasks, esmm=esmm), w.y.cpu().numpy(), w.user.cpu().numpy())
+                 for w in data.windows()]
+        pred = {k: np.concatenate([p[k] for p, _, _ in parts]) for k in (parts[0][0] if parts else {})}
+        y = np.concatenate([y for _, y, _ in parts]) if parts else np.zeros((0, len(data.schema.tasks)), np.float32)
+        users = np.concatenate([u for _, _, u in parts]) if parts else np.zeros(0, np.int64)
+    res = task_metrics(y, users, pred, data.schema.tasks, full=False)
     flat: dict[str, Any] = {}
     aucs, errs = [], []
     for task, m in res.items():

@@ -13,6 +13,13 @@ Batches are a function of (seed, epoch), so a run killed at any point and resume
 ``resume=True`` ends with exactly the weights of an uninterrupted run. At the end the best
 epoch's weights are published as ``model.safetensors`` with a manifest of SHA-256 hashes.
 
+With ``stream_window`` set, the training and validation splits are read from parquet a window
+of rows at a time (`recsys.data.stream`): memory does not grow with the data set, and batches
+are still a function of (seed, epoch), so resuming is as exact.
+
+Started by ``torchrun``, each process trains on its slice of every global batch and gradients
+are averaged (`recsys.distributed`); rank 0 alone writes the run directory.
+
 Run directory:
     config.json  schema.json  metrics.jsonl  checkpoint.pt  model.safetensors  manifest.json
 """
@@ -20,29 +27,32 @@ Run directory:
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from recsys import distributed
 from recsys.checkpoint import CHECKPOINT, load_checkpoint, publish, save_checkpoint
 from recsys.config import TrainConfig, from_dict
 from recsys.data.fields import TASK_KINDS
+from recsys.data.stream import StreamedSplit
 from recsys.data.tensors import TensorData, batch_indices, load_schema, load_split
-from recsys.errors import ConfigError, RecsysError
-from recsys.evaluate import validation_metrics
+from recsys.errors import CheckpointError, ConfigError, RecsysError
+from recsys.evaluate import predict, validation_metrics
 from recsys.io import atomic_write_json, atomic_write_text
 from recsys.models.registry import build_model
 from recsys.mtl.diagnostics import gate_utilisation, grad_cosine
-from recsys.mtl.losses import task_losses
+from recsys.mtl.losses import observed_counts, task_losses
 from recsys.mtl.registry import build_weighting
 
 
@@ -103,7 +113,11 @@ class Trainer:
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
+        # under torchrun: this process's rank and device (see recsys.distributed); else a no-op
+        self.dist = distributed.init(config.device, batch_size=config.batch_size)
+        self.device = self.dist.device or resolve_device(config.device)
+        if not self.dist.is_main:
+            self.log = lambda m: None
         self.data_path = resolve_dataset(config.dataset, data_dir)
         self.schema = load_schema(self.data_path)
         self.tasks = tuple(config.tasks) or self.schema.tasks
@@ -112,16 +126,29 @@ class Trainer:
             raise ConfigError(f"task(s) {missing} have no labels in {self.data_path}; it has {', '.join(self.schema.tasks)}")
         # columns of y that hold this run's tasks (a run may train on a subset of the data set's)
         self.task_cols = torch.tensor([self.schema.tasks.index(t) for t in self.tasks])
-        self.train_data = load_split(self.data_path, "train").to(self.device)
-        self.valid_data = load_split(self.data_path, "valid").to(self.device)
+        self.train_data: TensorData | StreamedSplit
+        self.valid_data: TensorData | StreamedSplit
+        if config.stream_window:  # splits larger than memory: read from parquet a window at a time
+            self.train_data = StreamedSplit(self.data_path, "train", window=config.stream_window, device=self.device)
+            self.valid_data = StreamedSplit(self.data_path, "valid", window=config.stream_window, device=self.device)
+        else:
+            self.train_data = load_split(self.data_path, "train").to(self.device)
+            self.valid_data = load_split(self.data_path, "valid").to(self.device)
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, self.schema, self.tasks, **config.model_options).to(self.device)
         self.model.init_output_bias(_initial_outputs(self.train_data, self.tasks, config.esmm))
         self.weighting = build_weighting(config.weighting, self.tasks, **config.weighting_options).to(self.device)
         self.shared = self.model.shared_parameters()
         params = list(self.model.parameters()) + list(self.weighting.extra_parameters())
+        self.params = params
         self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.use_position = self.train_data.position is not None and self.schema.num_positions > 0
+        if self.dist.enabled:
+            if len(self.valid_data) < self.dist.world:
+                raise ConfigError(f"{self.data_path} has {len(self.valid_data)} validation rows, fewer than the "
+                                  f"{self.dist.world} processes that share them; use fewer processes")
+            self.dist.broadcast_(distributed.tensors_of([self.model, self.weighting]))  # same start everywhere
+            self.dist.fork_rng(config.seed, 0)
+        self.use_position = self.train_data.has_position and self.schema.num_positions > 0
         self.steps_per_epoch = math.ceil(len(self.train_data) / config.batch_size)
         # progress (all of it is checkpointed)
         self.epoch, self.batch, self.step = 0, 0, 0
@@ -168,21 +195,26 @@ class Trainer:
         self.epoch_loss_sum, self.epoch_loss_n = state["epoch_loss_sum"], state["epoch_loss_n"]
         self.history = json.loads(state["history"])
         self.finished, self.stopped_early = state["finished"], state["stopped_early"]
+        self.dist.fork_rng(self.config.seed, self.step)
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT, self.state())
+        if self.dist.is_main:  # every rank holds the same state; rank 0 writes it
+            save_checkpoint(self.run_dir / CHECKPOINT, self.state())
 
     # ------------------------------------------------------------------ the loop
 
     def fit(self, *, resume: bool = False) -> TrainResult:
         start = time.perf_counter()
         self._prepare_run_dir(resume)
-        progress = _Progress(self.steps_per_epoch, self.log)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+        progress = _Progress(self.steps_per_epoch, self.log, quiet=not self.dist.is_main)
+        log_path = self.run_dir / "metrics.jsonl" if self.dist.is_main else os.devnull  # rank 0 logs
+        with open(log_path, "a", encoding="utf-8") as metrics:
             while not self.finished:
                 self._run_epoch(metrics, progress)
         progress.close()
-        self._publish()
+        if self.dist.is_main:
+            self._publish()
+        self.dist.barrier()  # every rank leaves once the model is published
         valid = self.history[self.best_epoch] if 0 <= self.best_epoch < len(self.history) else {}
         return TrainResult(self.run_dir, self.step, len(self.history), self.best_epoch, self.best_score,
                            self.stopped_early, valid.get("valid", {}), time.perf_counter() - start)
@@ -190,10 +222,10 @@ class Trainer:
     def _run_epoch(self, metrics, progress: _Progress) -> None:
         cfg = self.config
         self.model.train()
-        batches = list(batch_indices(len(self.train_data), cfg.batch_size, seed=cfg.seed, epoch=self.epoch))
+        batches = self._epoch_batches()
         progress.start(self.epoch, self.batch)
-        while self.batch < len(batches):
-            record = self._train_step(batches[self.batch].to(self.device))
+        while self.batch < self.steps_per_epoch:
+            record = self._train_step(next(batches))
             self.batch += 1
             self.step += 1
             metrics.write(json.dumps(record) + "\n")
@@ -210,10 +242,26 @@ class Trainer:
         metrics.flush()
         self.checkpoint()
 
-    def _train_step(self, idx: torch.Tensor) -> dict[str, Any]:
-        d = self.train_data
-        out = self.model(d.x[idx], d.position[idx] if self.use_position else None)
-        losses = task_losses(out, d.y[idx][:, self.task_cols], self.tasks, esmm=self.config.esmm)
+    def _epoch_batches(self) -> Iterator[TensorData]:
+        """The epoch's (global) batches from `self.batch` on, a function of (seed, epoch) only."""
+        cfg = self.config
+        if isinstance(self.train_data, StreamedSplit):
+            return self.train_data.batches(cfg.batch_size, seed=cfg.seed, epoch=self.epoch, start=self.batch)
+        order = batch_indices(len(self.train_data), cfg.batch_size, seed=cfg.seed, epoch=self.epoch)
+        return (self.train_data.subset(idx.to(self.device)) for idx in itertools.islice(order, self.batch, None))
+
+    def _train_step(self, batch: TensorData) -> dict[str, Any]:
+        batch = self.dist.shard(batch)  # this rank's rows of the global batch
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            out = self.model(batch.x, batch.position if self.use_position else None)
+        out = {t: v.float() for t, v in out.items()}  # losses and the weighting in float32
+        y = batch.y[:, self.task_cols]
+        if self.dist.enabled:  # values: the global losses; gradients: averaged to the global ones below
+            counts = self.dist.all_reduce_sum(observed_counts(y, self.tasks, esmm=self.config.esmm))
+            losses = self.dist.global_losses(
+                task_losses(out, y, self.tasks, esmm=self.config.esmm, denominators=counts))
+        else:
+            losses = task_losses(out, y, self.tasks, esmm=self.config.esmm)
         values = {t: float(v.detach()) for t, v in losses.items()}
         for task, value in values.items():
             if not math.isfinite(value):
@@ -222,13 +270,15 @@ class Trainer:
                     "lower --lr, or resume from the last checkpoint with other options"
                 )
         record: dict[str, Any] = {"kind": "step", "step": self.step, "epoch": self.epoch, "loss": values}
-        if self.config.diagnostics_every and self.step % self.config.diagnostics_every == 0 and len(losses) > 1:
+        diagnose = self.config.diagnostics_every and self.step % self.config.diagnostics_every == 0
+        if diagnose and len(losses) > 1 and self.dist.is_main:  # on rank 0's shard only
             record["grad_cosine"] = grad_cosine(losses, self.shared)
             gates = getattr(self.model, "last_gates", None)
             if gates:
                 record["gates"] = gate_utilisation(gates)
         self.optimizer.zero_grad(set_to_none=True)
         record["weight"] = self.weighting.backward(losses, self.shared, step=self.step)
+        self.dist.average_gradients(self.params)
         self.optimizer.step()
         for task, value in values.items():
             self.epoch_loss_sum[task] += value
@@ -239,7 +289,7 @@ class Trainer:
         cfg = self.config
         train_loss = {t: self.epoch_loss_sum[t] / max(1, self.epoch_loss_n[t]) for t in self.tasks}
         self.weighting.epoch_end({t: v for t, v in train_loss.items() if self.epoch_loss_n[t]})
-        valid = validation_metrics(self.model, self.valid_data, self.tasks, esmm=cfg.esmm)
+        valid = self._validate()
         score = valid["score"]
         improved = score > self.best_score
         if improved:
@@ -263,18 +313,38 @@ class Trainer:
         elif self.epoch >= cfg.epochs or (cfg.max_steps and self.step >= cfg.max_steps):
             self.finished = True
 
+    def _validate(self) -> dict[str, Any]:
+        """`validation_metrics` of the model; with several processes each predicts its shard of
+        the validation rows and every rank scores the gathered predictions, so all agree (a
+        streamed split is predicted whole by every rank: the same weights give the same score)."""
+        d, esmm = self.valid_data, self.config.esmm
+        if not self.dist.enabled or not isinstance(d, TensorData):
+            return validation_metrics(self.model, d, self.tasks, esmm=esmm)
+        local = predict(self.model, self.dist.shard(d), self.tasks, esmm=esmm)
+        pred = {k: self.dist.gather_rows(torch.from_numpy(v).to(self.device), len(d)).cpu().numpy()
+                for k, v in local.items()}
+        return validation_metrics(self.model, d, self.tasks, esmm=esmm, pred=pred)
+
     # ------------------------------------------------------------------ run directory
 
     def _prepare_run_dir(self, resume: bool) -> None:
         ckpt = self.run_dir / CHECKPOINT
+        seen = self.dist.count(ckpt.exists())  # ranks that see the checkpoint (0 or 1 in one process)
+        if 0 < seen < self.dist.world:
+            raise CheckpointError(f"only {seen} of {self.dist.world} processes can read {ckpt}; --out must be on "
+                                  "storage that every machine of a distributed run shares")
         if ckpt.exists() and not resume:
             raise TrainingError(f"{self.run_dir} already holds a run (checkpoint.pt); pass --resume to continue it "
                                 "or choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and ckpt.exists():
+        resumed = resume and ckpt.exists()
+        if resumed:  # every rank reads rank 0's checkpoint
             self.restore(load_checkpoint(ckpt))
-            _truncate_log(self.run_dir / "metrics.jsonl", self.step)
             self.log(f"resuming {self.run_dir} at epoch {self.epoch}, step {self.step}")
+        if not self.dist.is_main:
+            return  # rank 0 alone writes the run directory
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resumed:
+            _truncate_log(self.run_dir / "metrics.jsonl", self.step)
         else:
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_json(self.run_dir / "config.json", self.config.to_json())
@@ -293,19 +363,10 @@ class Trainer:
         })
 
 
-def _initial_outputs(data: TensorData, tasks: tuple[str, ...], esmm: bool) -> dict[str, float]:
+def _initial_outputs(data: TensorData | StreamedSplit, tasks: tuple[str, ...], esmm: bool) -> dict[str, float]:
     """Start each output at its training mean (log-odds for binary tasks): faster, steadier starts."""
     out = {}
-    schema_tasks = data.schema.tasks
-    for task in tasks:
-        col = data.y[:, schema_tasks.index(task)]
-        if esmm and task == "like" and "click" in schema_tasks:
-            clicked = data.y[:, schema_tasks.index("click")] == 1
-            col = col[clicked]
-        col = col[~torch.isnan(col)]
-        if len(col) == 0:
-            continue
-        mean = float(col.mean())
+    for task, mean in data.label_means(tasks, esmm=esmm).items():
         if TASK_KINDS[task] == "binary":
             mean = min(max(mean, 1e-4), 1 - 1e-4)
             out[task] = math.log(mean / (1 - mean))
@@ -330,11 +391,11 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; plain lines every ~10% of an epoch otherwise."""
+    """A tqdm bar on a terminal; plain lines every ~10% of an epoch otherwise; nothing if `quiet`."""
 
-    def __init__(self, steps_per_epoch: int, log: Callable[[str], None]) -> None:
-        self.total, self.log = steps_per_epoch, log
-        self.tty = sys.stderr.isatty()
+    def __init__(self, steps_per_epoch: int, log: Callable[[str], None], *, quiet: bool = False) -> None:
+        self.total, self.log = steps_per_epoch, (lambda m: None) if quiet else log
+        self.tty = sys.stderr.isatty() and not quiet
         self.bar = None
         self.every = max(1, steps_per_epoch // 10)
         self.done = 0
@@ -365,5 +426,9 @@ class _Progress:
 
 def train(config: TrainConfig, run_dir: str | Path, *, data_dir: str | Path = "data", resume: bool = False,
           log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train (or resume) a ranker; see `Trainer`."""
-    return Trainer(config, run_dir, data_dir=data_dir, log=log).fit(resume=resume)
+    """Train (or resume) a ranker; see `Trainer`. Under torchrun, every process calls this."""
+    trainer = Trainer(config, run_dir, data_dir=data_dir, log=log)
+    try:
+        return trainer.fit(resume=resume)
+    finally:
+        trainer.dist.close()

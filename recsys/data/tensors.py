@@ -2,7 +2,9 @@
 
 A split's rows become one `TensorData`: inputs `x` [N, W] (int64, layout in `Schema`), labels
 `y` [N, T] (float32, NaN = missing), and the row's user, item, event and position. Batches are
-index slices of a seeded permutation: no per-row Python runs in a training loop.
+index slices of a seeded permutation: no per-row Python runs in a training loop. A split larger
+than memory is read a window of rows at a time instead (`recsys.data.stream`), each window
+converted by the same `TensorData.from_frame`.
 
 Example:
     >>> data = load_split("data/prepared/ml-100k", "train")          # doctest: +SKIP
@@ -64,6 +66,10 @@ class TensorData:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def has_position(self) -> bool:
+        return self.position is not None
+
     def subset(self, idx: torch.Tensor) -> TensorData:
         """Rows `idx` (a LongTensor or bool mask) as a new TensorData."""
         return TensorData(
@@ -88,6 +94,37 @@ class TensorData:
             position=None if self.position is None else self.position.to(device),
             truth={k: v.to(device) for k, v in self.truth.items()},
         )
+
+    @classmethod
+    def cat(cls, parts: list[TensorData]) -> TensorData:
+        """The rows of `parts` (same schema), one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return cls(
+            x=torch.cat([p.x for p in parts]),
+            y=torch.cat([p.y for p in parts]),
+            user=torch.cat([p.user for p in parts]),
+            item=torch.cat([p.item for p in parts]),
+            event=torch.cat([p.event for p in parts]),
+            schema=first.schema,
+            position=None if first.position is None else torch.cat([p.position for p in parts]),
+            truth={k: torch.cat([p.truth[k] for p in parts]) for k in first.truth},
+        )
+
+    def label_means(self, tasks: tuple[str, ...], *, esmm: bool = False) -> dict[str, float]:
+        """Each task's mean observed label (under ESMM, like's among clicked rows); tasks
+        without an observed label are left out."""
+        out = {}
+        schema_tasks = self.schema.tasks
+        for task in tasks:
+            col = self.y[:, schema_tasks.index(task)]
+            if esmm and task == "like" and "click" in schema_tasks:
+                col = col[self.y[:, schema_tasks.index("click")] == 1]
+            col = col[~torch.isnan(col)]
+            if len(col):
+                out[task] = float(col.mean())
+        return out
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, schema: Schema) -> TensorData:
@@ -181,13 +218,23 @@ def load_split(prepared_dir: str | Path, split: str) -> TensorData:
         prepared_dir: directory written by `recsys data prepare` or `recsys data synth`.
         split: one of ``train``, ``valid``, ``test``, ``coldstart``.
     """
+    path, schema = split_file(prepared_dir, split)
+    return TensorData.from_frame(pl.read_parquet(path), schema)
+
+
+def split_file(prepared_dir: str | Path, split: str) -> tuple[Path, Schema]:
+    """The parquet file of one split and the data set's schema.
+
+    Raises:
+        DataValidationError: an unknown split name, or a directory or file that is not there.
+    """
     if split not in SPLITS:
         raise DataValidationError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     schema = load_schema(prepared_dir)
     path = Path(prepared_dir) / f"{split}.parquet"
     if not path.exists():
         raise DataValidationError(f"{path} not found; re-run `recsys data prepare`")
-    return TensorData.from_frame(pl.read_parquet(path), schema)
+    return path, schema
 
 
 def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int = 0, shuffle: bool = True,

@@ -42,7 +42,8 @@ from recsys.errors import ConfigError, UnknownIdError
 
 
 def task_losses(
-    outputs: dict[str, Tensor], y: Tensor, tasks: tuple[str, ...], *, esmm: bool = False
+    outputs: dict[str, Tensor], y: Tensor, tasks: tuple[str, ...], *, esmm: bool = False,
+    denominators: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Masked mean loss of each task.
 
@@ -52,10 +53,14 @@ def task_losses(
         tasks: task names, the column order of `y`.
         esmm: read ``outputs["like"]`` as the logit of p(like | click) and train
             p(click) * p(like | click) on all impressions (needs a ``click`` task).
+        denominators: [T] divisors to use instead of this batch's `observed_counts`, e.g. the
+            counts of a global batch split over processes (`recsys.distributed`). A task's loss
+            is then its observed rows' loss sum / ``denominators[t]``, and it is kept iff
+            ``denominators[t] > 0``, even with no observed row here.
 
     Returns:
         task -> scalar loss (mean over the task's observed rows), for every task with at least
-        one observed row in the batch; a task with none is left out.
+        one observed row in the batch (or a positive denominator); a task with none is left out.
 
     Raises:
         UnknownIdError: a task not in ``TASK_KINDS`` or missing from `outputs`.
@@ -78,11 +83,28 @@ def task_losses(
             else:
                 per_row = (out - target).square()
         observed = ~torch.isnan(label)
-        n = int(observed.sum())
+        n = int(observed.sum()) if denominators is None else float(denominators[j])
         if n == 0:
             continue
         losses[task] = (per_row * observed).sum() / n
     return losses
+
+
+def observed_counts(y: Tensor, tasks: tuple[str, ...], *, esmm: bool = False) -> Tensor:
+    """How many rows of `y` hold an observed label of each task (what `task_losses` divides by).
+
+    Args:
+        y: [B, T] labels in the order of `tasks`; NaN = unobserved.
+        tasks: task names, the column order of `y`.
+        esmm: count ``like`` by its ESMM label (`ctcvr_label`) over all impressions.
+
+    Returns:
+        [T] float64 counts.
+    """
+    observed = ~torch.isnan(y)
+    if esmm and {"click", "like"} <= set(tasks):
+        observed[:, tasks.index("like")] = ~torch.isnan(ctcvr_label(y, tasks))
+    return observed.sum(dim=0).double()
 
 
 def ctcvr_label(y: Tensor, tasks: tuple[str, ...]) -> Tensor:

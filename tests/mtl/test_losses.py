@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recsys.errors import ConfigError, UnknownIdError
-from recsys.mtl.losses import ctcvr_label, esmm_bce, predict_proba, task_losses
+from recsys.mtl.losses import ctcvr_label, esmm_bce, observed_counts, predict_proba, task_losses
 
 NAN = float("nan")
 
@@ -91,6 +91,25 @@ def test_esmm_like_loss_over_all_impressions():
     assert losses["like"].item() == pytest.approx(expected.item(), rel=1e-6)
     plain = task_losses(out, y, tasks)
     assert losses["click"].item() == pytest.approx(plain["click"].item())
+
+
+def test_shards_with_global_denominators_sum_to_the_whole_batch_loss():
+    """What a distributed run does: each shard divides by the whole batch's observed counts."""
+    tasks = ("click", "like", "rating")
+    y = torch.tensor([[1.0, 1.0, 4.0], [1.0, 0.0, 2.0], [0.0, NAN, NAN], [NAN, NAN, NAN], [1.0, NAN, 3.0]])
+    out = {"click": torch.tensor([0.2, -0.4, 1.0, 0.0, 3.0]), "like": torch.tensor([1.0, 0.5, -2.0, 0.0, 0.0]),
+           "rating": torch.tensor([3.0, 1.0, 0.0, 0.0, 2.5])}
+    for esmm in (False, True):
+        counts = observed_counts(y, tasks, esmm=esmm)
+        assert counts.tolist() == ([4.0, 3.0, 3.0] if esmm else [4.0, 2.0, 3.0])
+        whole = task_losses(out, y, tasks, esmm=esmm)
+        shards = [task_losses({t: v[rows] for t, v in out.items()}, y[rows], tasks, esmm=esmm, denominators=counts)
+                  for rows in (torch.tensor([0, 1, 2, 4]), torch.tensor([3]))]
+        assert set(shards[1]) == set(tasks)  # kept (as 0) although row 3 has no label at all
+        for t in tasks:
+            assert (shards[0][t] + shards[1][t]).item() == pytest.approx(whole[t].item(), rel=1e-6)
+    none = task_losses({"click": torch.zeros(1)}, torch.tensor([[NAN]]), ("click",), denominators=torch.zeros(1))
+    assert none == {}
 
 
 def test_predict_proba():
