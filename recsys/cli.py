@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("runs/main"), help="output directory (default: %(default)s)")
     run.add_argument("--fresh", action="store_true", help="redo every step instead of reusing finished ones")
+    run.add_argument("--threads", type=int, default=1,
+                     help="torch threads (default: %(default)s; on a small shared machine one thread is the "
+                          "robust choice: a second one waits on a busy core)")
     run.set_defaults(func=_cmd_run)
 
     idx = sub.add_parser("index", help="candidate index over the retriever's item vectors")
@@ -266,7 +269,7 @@ def _cmd_run(args) -> int:
     from recsys.report import app_available
 
     report = run_main_job(data_dir=args.data_dir, out=args.out, source=args.source, seed=args.seed,
-                          fresh=args.fresh, log=_log)
+                          fresh=args.fresh, threads=args.threads, log=_log)
     print(f"\nReport: {report}")
     if app_available():
         print(f"App:    recsys app --run {args.out}    (or: streamlit run app/streamlit_app.py)")
