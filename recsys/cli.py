@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     idx.set_defaults(func=lambda args: idx.print_help() or 2)
     ib = isub.add_parser("build", help="choose, tune (to a recall target) and record the index of a main-job run")
     ib.add_argument("run", type=Path, help="a main-job directory (with retriever/)")
-    ib.add_argument("--types", default="flat,ivf_flat,hnsw,ivf_pq", help="index types to try")
+    ib.add_argument("--types", default="flat,ivf_flat,ivf_sq,hnsw,ivf_pq", help="index types to try")
     ib.add_argument("--k", type=int, default=500, help="candidates per request (recall is measured at k)")
     ib.add_argument("--target-recall", type=float, default=0.95)
     ib.add_argument("--json", action="store_true")
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--weights", default="click=0.5,like=0.5", help="blend weights, e.g. click=1,like=1,rating=0.5")
     rec.add_argument("--candidates", type=int, default=500)
     rec.add_argument("--fallback", action="store_true", help="unknown user: flagged popular items instead of an error")
+    rec.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu",
+                     help="where the ranker and retriever towers run (default: %(default)s)")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_cmd_recommend)
 
@@ -318,7 +320,7 @@ def _cmd_recommend(args) -> int:
             weights[name.strip()] = float(value)
         except ValueError as exc:
             raise ConfigError(f"--weights: {part!r} is not TASK=NUMBER") from exc
-    rec = Recommender(args.run, n_candidates=args.candidates)
+    rec = Recommender(args.run, n_candidates=args.candidates, device=args.device)
     res = rec.recommend(user_id=args.user, query_item=args.query_item, k=args.k, weights=weights,
                         fallback=args.fallback)
     if args.json:

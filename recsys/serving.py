@@ -2,13 +2,20 @@
 
     user (or a new user's support set) + query item
       → user vector (two-tower) → index search: N candidates (default 500)
-      → multi-task ranker: per-task predictions; the user and query part is embedded once per
-        request and broadcast over the candidates (a new user: the cold-start adapter's scorer)
+      → multi-task ranker (`Ranker.score_candidates`): per-task predictions; the user and query
+        part is embedded and pushed through the ranker's first layers once per request, only
+        the candidate part per candidate (a new user: the cold-start adapter's scorer)
       → blend: weighted mean of per-task predictions (probabilities; rating scaled to [0, 1])
       → drop items the user already engaged with → top-k
 
 An unknown user is an `UnknownIdError`, or, with ``fallback=True``, an explicit, flagged
 fallback (the most popular items), never a silent guess.
+
+A request runs no Python per candidate and looks up nothing per candidate but one row: the index
+is keyed by catalogue row, and every item's candidate input to the ranker (its item fields'
+embeddings, `Ranker.embed_candidates`) is computed once at load, [I, F_c*D] floats (192 MB for
+a million items at 3 fields of 16). `scripts/bench_serving.py` measures a request against its floors (the index's
+single-query time + the ranker's FLOPs at the single-thread matmul rate) on a 1M-item catalogue.
 
 Artifacts (a main-job directory): ``ranker/`` (published ranker), ``retriever/`` (two-tower and
 item vectors), optionally ``index.json`` (index type and tuned parameters), ``adapters/NAME/``.
@@ -27,7 +34,7 @@ import torch
 
 from recsys.data.fields import OOV, PAD
 from recsys.data.tensors import fields_to_x, load_schema
-from recsys.errors import ConfigError, UnknownIdError
+from recsys.errors import CheckpointError, ConfigError, UnknownIdError
 
 DEFAULT_WEIGHTS = {"click": 0.5, "like": 0.5}
 RATING_RANGE = (1.0, 5.0)
@@ -72,13 +79,18 @@ class Recommender:
         run_dir: directory with ``ranker/`` and ``retriever/`` (and optionally ``index.json``).
         n_candidates: items retrieved per request.
         threads: torch/FAISS threads per request (1 is fastest on shared cores).
+        device: where the ranker and the retriever's towers run (``cpu``, ``cuda``, ``auto``);
+            the index searches on the CPU (FAISS), requests are built on the CPU and moved.
     """
 
-    def __init__(self, run_dir: str | Path, *, n_candidates: int = 500, threads: int = 1) -> None:
+    def __init__(self, run_dir: str | Path, *, n_candidates: int = 500, threads: int = 1,
+                 device: str = "cpu") -> None:
         from recsys.checkpoint import load_published
         from recsys.models.registry import build_from_spec
+        from recsys.train import resolve_device
         from recsys.train_retriever import load_retriever
 
+        self.device = resolve_device(device)
         self.run_dir = Path(run_dir)
         self.n_candidates, self.threads = n_candidates, threads
         manifest, state = load_published(self.run_dir / "ranker")
@@ -86,15 +98,18 @@ class Recommender:
         self.schema = load_schema(self.prepared)
         self.ranker = build_from_spec(manifest["model"], self.schema)
         self.ranker.load_state_dict(state)
-        self.ranker.eval()
+        self.ranker.to(self.device).eval()
         self.tasks, self.esmm = tuple(manifest["tasks"]), bool(manifest.get("esmm", False))
         self.retriever, vectors, ids, _ = load_retriever(self.run_dir / "retriever")
-        self.index = self._build_index(vectors, ids)
+        self.retriever.to(self.device)
         self._load_tables()
+        self.index = self._build_index(vectors, ids)
 
     # ------------------------------------------------------------------ set-up
 
     def _build_index(self, vectors: np.ndarray, ids: np.ndarray):
+        """The index over the item vectors, keyed by catalogue row (a search returns rows of
+        `item_ids` / `item_x`, so a request maps no ids)."""
         import json
 
         from recsys.retrieval.registry import build_index
@@ -103,8 +118,14 @@ class Recommender:
         path = self.run_dir / "index.json"
         if path.exists():
             spec = json.loads(path.read_text())
+        rows = np.searchsorted(self.item_ids, ids).clip(0, len(self.item_ids) - 1)
+        unknown = self.item_ids[rows] != ids
+        if unknown.any():
+            raise CheckpointError(f"{self.run_dir / 'retriever'}: {int(unknown.sum())} item vectors belong to items "
+                                  f"outside the catalogue of {self.prepared} (first id {int(ids[unknown][0])}); "
+                                  "retrain the retriever on this data set")
         index = build_index(spec["type"], vectors.shape[1], threads=self.threads, **spec.get("params", {}))
-        return index.build(vectors, ids)
+        return index.build(vectors, rows)
 
     def _load_tables(self) -> None:
         items = pl.read_parquet(self.prepared / "items.parquet").sort("item_id")
@@ -120,6 +141,25 @@ class Recommender:
                           for s in ("train", "valid", "test")]).filter(pl.col("click") == 1).sort("user_id", "event")
         self.history = {u: g["item_id"].to_list() for (u,), g in rows.group_by("user_id", maintain_order=True)}
         self.q_cols = {f.name: self.schema.slice(f.name) for f in self.schema.side("query")}
+        # a query item's fields are its item fields, copied column by column: x[query_dst] = item[query_src]
+        query = self.schema.side("query")
+        self._query_dst = self._columns(f.name for f in query)
+        self._query_src = self._columns(f.name.replace("f_query_", "f_item_", 1) for f in query)
+        self._item_cols = self._columns(f.name for f in self.schema.side("item"))
+        # ids come from the tables above, checked when they were built: no per-request range check
+        self.ranker.embedding.check_ids = False
+        self.retriever.embedding.check_ids = False
+        # every item's candidate input to the ranker, once: a request gathers rows of it (one
+        # contiguous row per candidate instead of a look-up per item field); [I, F_c*D] floats
+        with torch.no_grad():
+            self.item_h = torch.cat([self.ranker.embed_candidates(self.item_x[s:s + 65536].to(self.device))
+                                     for s in range(0, len(self.item_x), 65536)])
+
+    def _columns(self, fields) -> torch.Tensor:
+        """The columns of x that hold `fields`, in order: LongTensor."""
+        width = self.schema.width
+        return torch.tensor([c for name in fields for c in range(*self.schema.slice(name).indices(width))],
+                            dtype=torch.long)
 
     # ------------------------------------------------------------------ requests
 
@@ -162,48 +202,72 @@ class Recommender:
         else:
             seen = self.history.get(int(user_id), []) if user_id is not None else [i for i, _ in support]
         query = self._check_item(query_item) if query_item is not None else (seen[-1] if seen else None)
-        with _threads(self.threads), torch.no_grad():
+        # inference mode skips autograd's bookkeeping on every op; an adapter fine-tunes with
+        # autograd, so its path runs under no_grad (it enables gradients where it needs them)
+        adapting = support is not None and adapter is not None
+        with _threads(self.threads), (torch.no_grad() if adapting else torch.inference_mode()):
             user_row = self._user_row(user_id, query)
-            hist = self._history_codes(seen)
             t0 = time.perf_counter()
-            uvec = self.retriever.user_vectors(user_row[None], hist[None]).numpy()
-            r_scores, r_ids = self.index.search(uvec, min(self.n_candidates + len(seen), len(self.item_ids)))
+            uvec = self.retriever.user_vectors(user_row[None].to(self.device),
+                                               self._history_codes(seen)[None].to(self.device)).cpu().numpy()
+            r_scores, rows = self.index.search(uvec, min(self.n_candidates + len(seen), len(self.item_ids)))
             t1 = time.perf_counter()
-            cand, r_scores = r_ids[0], r_scores[0]
+            rows, r_scores = rows[0], r_scores[0]  # rows of the catalogue, best first
             if exclude_seen and seen:
-                keep = ~np.isin(cand, np.asarray(seen))
-                cand, r_scores = cand[keep], r_scores[keep]
-            cand, r_scores = cand[: self.n_candidates], r_scores[: self.n_candidates]
-            preds = self._rank(user_row, cand, support, adapter)
+                keep = ~_isin(rows, np.searchsorted(self.item_ids, seen))
+                rows, r_scores = rows[keep], r_scores[keep]
+            rows, r_scores = rows[: self.n_candidates], r_scores[: self.n_candidates]
+            preds = self._rank(user_row, rows, support, adapter)
             t2 = time.perf_counter()
+        cand = self.item_ids[rows]
         blended = sum(w * blend_scale(t, preds[t]) for t, w in weights.items()) / sum(weights.values())
         order = np.argsort(-blended, kind="stable")[:k]
-        items = [Recommendation(int(cand[i]), self.titles.get(int(cand[i]), ""), r + 1, float(blended[i]),
-                                float(r_scores[i]), {t: float(preds[t][i]) for t in preds}) for r, i in enumerate(order)]
+        top = {t: v[order].tolist() for t, v in preds.items()}
+        items = [Recommendation(i, self.titles.get(i, ""), r + 1, b, s, {t: v[r] for t, v in top.items()})
+                 for r, (i, b, s) in enumerate(zip(cand[order].tolist(), blended[order].tolist(),
+                                                   r_scores[order].tolist()))]
         timings = {"retrieve": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "total": (time.perf_counter() - start) * 1e3}
         return RecommendResult(items, list(zip(cand.tolist(), r_scores.tolist())), None, timings)
 
+    def request_row(self, user_id: int) -> torch.Tensor:
+        """A known user's request x [W] as `recommend` builds it: their fields and, as the query
+        item, their last logged click (none when they have none)."""
+        if not self.known_user(user_id):
+            raise UnknownIdError(f"unknown user {user_id}: not among the {len(self.user_x)} users the ranker was "
+                                 "trained on")
+        seen = self.history.get(int(user_id), [])
+        return self._user_row(user_id, seen[-1] if seen else None)
+
+    def user_vector(self, user_id: int) -> np.ndarray:
+        """A known user's retrieval vector [D] as `recommend` computes it (all their logged
+        clicks as history)."""
+        row = self.request_row(user_id)
+        with _threads(self.threads), torch.no_grad():
+            hist = self._history_codes(self.history.get(int(user_id), []))
+            return self.retriever.user_vectors(row[None].to(self.device), hist[None].to(self.device)).cpu().numpy()[0]
+
     # ------------------------------------------------------------------ parts
 
-    def _rank(self, user_row: torch.Tensor, cand: np.ndarray, support, adapter) -> dict[str, np.ndarray]:
+    def _rank(self, user_row: torch.Tensor, rows: np.ndarray, support, adapter) -> dict[str, np.ndarray]:
+        """Per-task predictions [N] of the candidates at catalogue `rows` [N]."""
         from recsys.mtl.losses import predict_proba
 
-        rows = torch.from_numpy(np.searchsorted(self.item_ids, cand))
-        x_items = self.item_x[rows]
+        rows = torch.from_numpy(rows)
+        dev = self.device
         with torch.no_grad():
             if support is not None and adapter is not None:
-                x = x_items.clone()
-                uq = [c for f in self.schema.fields if f.side in ("user", "query") for c in range(*self.schema.slice(f.name).indices(self.schema.width))]
-                x[:, uq] = user_row[uq]
                 sx, sy = self.support_tensors(support)
-                out = adapter.adapt(sx, sy)(x)
-            else:  # user and query embedded once, broadcast over the candidates
-                emb = self.ranker.embedding
-                e = emb.merge({("user", "query", "context"): emb.embed(user_row[None], ("user", "query", "context")),
-                               ("item",): emb.embed(x_items, ("item",))})
-                out = self.ranker.forward_embedded(e)
+                out = adapter.adapt(sx.to(dev), sy.to(dev))(self.tile(user_row, self.item_x[rows]).to(dev))
+            else:  # the request part once, the candidate part per candidate
+                out = self.ranker.score_candidates(user_row.to(dev), candidates=self.item_h.index_select(0, rows.to(dev)))
             preds = predict_proba(out, self.tasks, self.esmm)
-        return {t: v.numpy().astype(np.float64) for t, v in preds.items()}
+        return {t: v.cpu().numpy().astype(np.float64) for t, v in preds.items()}
+
+    def tile(self, row: torch.Tensor, x_items: torch.Tensor) -> torch.Tensor:
+        """Full rows [N, W]: the candidates' item columns with the request row's other columns."""
+        x = row.expand(len(x_items), -1).clone()
+        x[:, self._item_cols] = x_items[:, self._item_cols]
+        return x
 
     def support_tensors(self, support: list[tuple[int, float]], *, negatives: int = 4, seed: int = 0
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,9 +307,7 @@ class Recommender:
                 x[self.schema.slice(f.name)] = OOV if f.width == 1 else PAD
         if query is not None:
             item = self.item_x[int(np.searchsorted(self.item_ids, query))]
-            for f in self.schema.side("query"):
-                src = self.schema.slice(f.name.replace("f_query_", "f_item_", 1))
-                x[self.q_cols[f.name]] = item[src]
+            x[self._query_dst] = item[self._query_src]
         return x
 
     def _history_codes(self, seen: list[int]) -> torch.Tensor:
@@ -286,12 +348,22 @@ class Recommender:
         return out
 
 
+def _isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.isin(a, b)``; for a short `b` (a history of a few dozen items) one broadcast
+    comparison, a few times faster than `np.isin`'s sort."""
+    if len(b) <= 64:
+        return (a[:, None] == b[None, :]).any(1)
+    return np.isin(a, b)
+
+
 class _threads:
     def __init__(self, n: int) -> None:
         self.n, self.prev = n, torch.get_num_threads()
 
     def __enter__(self) -> None:
-        torch.set_num_threads(self.n)
+        if self.n != self.prev:
+            torch.set_num_threads(self.n)
 
     def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.prev)
+        if self.n != self.prev:
+            torch.set_num_threads(self.prev)

@@ -3,7 +3,9 @@
 Training rows are the clicks (positives) of the training split; each row's user tower reads the
 user's features, the query item and the clicks of earlier events (`recsys.data.history`).
 Validation recall@K (the held-out clicked item among the top K of the whole catalogue) picks
-the best epoch. The published retriever is ``DIR/model.safetensors`` + ``manifest.json`` and
+the best epoch. On a large catalogue `RetrieverConfig.max_seconds` bounds the training time and
+`eval_rows` the rows recall is measured on (each row is an exact search over every item). The
+published retriever is ``DIR/model.safetensors`` + ``manifest.json`` and
 ``DIR/item_vectors.safetensors`` (vectors [I, D] and raw item ids [I]): the saved vectors are
 the source of truth an index is rebuilt from.
 """
@@ -34,20 +36,35 @@ VECTORS = "item_vectors.safetensors"
 
 @dataclass(frozen=True)
 class RetrieverConfig:
+    """Options of retriever training.
+
+    Attributes:
+        epochs: maximum epochs; patience: epochs without a better validation recall before stopping.
+        max_seconds: stop training once this much wall time has passed (0 = no limit); the epoch
+            in progress ends early and is evaluated like a full one.
+        eval_rows: validation / test rows recall is measured on, a seeded sample (0 = all).
+    """
+
     epochs: int = 8
     batch_size: int = 1024
     lr: float = 3e-3
     patience: int = 2
     seed: int = 0
     eval_k: int = 100
+    max_seconds: float = 0.0
+    eval_rows: int = 0
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "eval_k"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"retriever option {name!r} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not isinstance(self.eval_rows, int) or self.eval_rows < 0:
+            raise ConfigError(f"retriever option 'eval_rows' must be an integer >= 0, got {self.eval_rows!r}")
         if not self.lr > 0:
             raise ConfigError(f"retriever option 'lr' must be > 0, got {self.lr}")
+        if not self.max_seconds >= 0:
+            raise ConfigError(f"retriever option 'max_seconds' must be >= 0, got {self.max_seconds}")
 
 
 @dataclass
@@ -118,11 +135,16 @@ def train_retriever(prepared: str | Path, out_dir: str | Path, config: Retriever
     log_q = torch.log(counts / counts.sum()).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ids_np = data.catalogue_ids.numpy()
+    valid, valid_hist = _sample(data.splits["valid"], data.history["valid"], config.eval_rows, config.seed)
     best, best_state, bad, history = -1.0, None, 0, []
+    out_of_time = False
     for epoch in range(config.epochs):
         model.train()
         total, steps = 0.0, 0
         for idx in batch_indices(len(train), config.batch_size, seed=config.seed, epoch=epoch):
+            if config.max_seconds and time.perf_counter() - start_time > config.max_seconds:
+                out_of_time = True
+                break
             u = model.user_vectors(train.x[idx], data.history["train"][idx])
             v = model.item_vectors(train.x[idx])
             loss = sampled_softmax_loss(u, v, item_ids[idx], log_q[item_ids[idx]], model.config.temperature)
@@ -131,8 +153,8 @@ def train_retriever(prepared: str | Path, out_dir: str | Path, config: Retriever
             optimizer.step()
             total, steps = total + float(loss.detach()), steps + 1
         vectors = item_vectors(model, data.catalogue_x).numpy()
-        rec = recall_at(model, data.splits["valid"], data.history["valid"], vectors, ids_np, (10, config.eval_k))
-        history.append({"epoch": epoch, "loss": total / max(1, steps), "valid_recall": rec})
+        rec = recall_at(model, valid, valid_hist, vectors, ids_np, (10, config.eval_k))
+        history.append({"epoch": epoch, "loss": total / max(1, steps), "steps": steps, "valid_recall": rec})
         improved = rec[config.eval_k] > best
         if improved:
             best, best_state, bad = rec[config.eval_k], copy.deepcopy(model.state_dict()), 0
@@ -140,11 +162,14 @@ def train_retriever(prepared: str | Path, out_dir: str | Path, config: Retriever
             bad += 1
         log(f"retriever epoch {epoch}: loss {total / max(1, steps):.4f} valid recall@10 {rec[10]:.4f} "
             f"recall@{config.eval_k} {rec[config.eval_k]:.4f}" + (" (best)" if improved else ""))
-        if bad >= config.patience:
+        if bad >= config.patience or out_of_time:
+            if out_of_time:
+                log(f"retriever: stopped at the time limit of {config.max_seconds:.0f}s")
             break
     model.load_state_dict(best_state)
     vectors = item_vectors(model, data.catalogue_x)
-    test = recall_at(model, data.splits["test"], data.history["test"], vectors.numpy(), ids_np, (10, 50, 100, 500))
+    test_rows, test_hist = _sample(data.splits["test"], data.history["test"], config.eval_rows, config.seed)
+    test = recall_at(model, test_rows, test_hist, vectors.numpy(), ids_np, (10, 50, 100, 500))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
@@ -154,11 +179,20 @@ def train_retriever(prepared: str | Path, out_dir: str | Path, config: Retriever
     with atomic_path(out / VECTORS) as tmp:
         save_file({"vectors": vectors.contiguous(), "ids": data.catalogue_ids.contiguous()}, str(tmp))
     summary = {"model": model.spec(), "config": asdict(config), "dataset": str(Path(prepared).resolve()),
-               "history": history, "test_recall": {str(k): v for k, v in test.items()},
+               "history": history, "stopped_at_time_limit": out_of_time,
+               "test_recall": {str(k): v for k, v in test.items()},
                "seconds": time.perf_counter() - start_time}
     publish(out, model.state_dict(), manifest=summary, extra_files=(VECTORS,))
     log(f"retriever: test recall@100 {test[100]:.4f}, recall@500 {test[500]:.4f}")
     return summary
+
+
+def _sample(data: TensorData, history: torch.Tensor, rows: int, seed: int) -> tuple[TensorData, torch.Tensor]:
+    """`rows` seeded random rows (all when 0), in their order, of a split and its history."""
+    if not rows or rows >= len(data):
+        return data, history
+    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:rows].sort().values
+    return data.subset(keep), history[keep]
 
 
 def load_retriever(directory: str | Path) -> tuple[TwoTower, np.ndarray, np.ndarray, dict[str, Any]]:

@@ -10,6 +10,11 @@ Each architecture subclasses `Ranker`, declares a frozen dataclass config, and i
 output offset, and the position-bias tower of Zhao et al. (RecSys'19) to the click logit when
 the data has slate positions and `position` is passed.
 
+Serving scores many candidate items for one request with `score_candidates`: the request's
+user, query and context fields are embedded once, and an architecture whose first layers read
+the concatenated embeddings overrides `scores_split` to push that shared part through them once
+(`recsys.models.layers.SplitInput`); the base `scores_split` tiles it instead.
+
 Shapes: B batch, W columns of x, F fields, D embedding dim, T tasks.
 
 Example:
@@ -42,9 +47,12 @@ from recsys.data.fields import TASK_KINDS, Schema
 from recsys.errors import ConfigError
 from recsys.models.bias_tower import BiasTower
 from recsys.models.embeddings import FeatureEmbedding
+from recsys.models.layers import SplitInput
 
 #: The engagement task whose logit receives the position bias.
 BIAS_TASK = "click"
+#: The sides of x a serving request shares over its candidates (the candidates are "item").
+REQUEST_SIDES = ("user", "query", "context")
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class Ranker(nn.Module):
         self.schema = schema
         self.embedding = FeatureEmbedding(schema, self.config.dim)
         self.output_bias = nn.Parameter(torch.zeros(len(self.tasks)))
+        self._split_cache: tuple[torch.Tensor, slice | torch.Tensor] | None = None  # see `_split_layout`
         self.bias_tower: BiasTower | None = None
         if self.config.bias_tower and schema.num_positions > 0 and BIAS_TASK in self.tasks:
             context = [f.name for f in schema.side("context")] if self.config.bias_context else []
@@ -192,6 +201,86 @@ class Ranker(nn.Module):
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """Raw scores before the output offset: [B, F*D] → [T, B]."""
         raise NotImplementedError
+
+    def score_candidates(self, request_x: torch.Tensor, candidate_x: torch.Tensor | None = None, *,
+                         candidates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-task raw scores of B candidate items for one request (no position: serving).
+
+        Equal to ``forward(x)`` on the tiled rows x[b] = the request's user / query / context
+        columns + candidate b's item columns, but the request part is embedded (and, where the
+        architecture allows, pushed through the first layer) once instead of B times.
+
+        Args:
+            request_x: [W] or [1, W] ids; only its user, query and context columns are read.
+            candidate_x: [B, W] ids; only the item columns are read.
+            candidates: instead of `candidate_x`, the candidates' `embed_candidates` rows
+                [B, F_c*D] (a server can compute them once for its whole catalogue).
+
+        Returns:
+            ``{task: [B]}`` as `forward`.
+        """
+        if request_x.dim() == 1:
+            request_x = request_x.unsqueeze(0)
+        if request_x.dim() != 2 or request_x.shape[0] != 1:
+            raise ValueError(f"request_x must be one row [W] or [1, W], got shape {tuple(request_x.shape)}")
+        if (candidate_x is None) == (candidates is None):
+            raise ValueError("give exactly one of candidate_x (ids) or candidates (their embed_candidates rows)")
+        if candidates is None:
+            candidates = self.embed_candidates(candidate_x)
+        elif candidates.dim() != 2 or candidates.shape[1] != self._candidate_width():
+            raise ValueError(f"candidates must be embed_candidates rows [B, {self._candidate_width()}], "
+                             f"got shape {tuple(candidates.shape)}")
+        out = self.scores_split(self.split_input(request_x, candidates)) + self.output_bias.unsqueeze(1)  # [T, B]
+        return dict(zip(self.tasks, out.unbind(0)))
+
+    def embed_candidates(self, candidate_x: torch.Tensor) -> torch.Tensor:
+        """The per-candidate input of `score_candidates`: the item fields' embeddings, flattened.
+
+        Args:
+            candidate_x: [B, W] ids; only the item columns are read.
+
+        Returns:
+            [B, F_c*D] (F_c item fields).
+        """
+        return self.embedding.embed(candidate_x, ("item",)).flatten(1)
+
+    def split_input(self, request_x: torch.Tensor, candidates: torch.Tensor) -> SplitInput:
+        """The flattened embeddings of the tiled rows, kept as (request [1, F*D], candidates [B, F_c*D]).
+
+        Args:
+            request_x: [1, W] ids (user, query and context columns read).
+            candidates: [B, F_c*D] `embed_candidates` rows.
+        """
+        emb, dim = self.embedding, self.embedding.dim
+        request_pos, candidate_cols = self._split_layout()
+        shared = emb.embed(request_x, REQUEST_SIDES)  # [1, F_r, D]
+        request = shared.new_zeros(1, len(emb.fields), dim).index_copy_(1, request_pos, shared)
+        return SplitInput(request.view(1, -1), candidates, candidate_cols)
+
+    def _candidate_width(self) -> int:
+        return len(self.embedding.field_order(("item",))) * self.embedding.dim
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        """`scores` of ``h.full()``: [T, B]. This default tiles the request part; architectures
+        whose first layers read h override it to compute that part once."""
+        return self.scores(h.full())
+
+    def _split_layout(self) -> tuple[torch.Tensor, slice | torch.Tensor]:
+        """(F axis positions of the request fields, flattened columns of the candidate fields)."""
+        layout, device = self._split_cache, self.embedding.weight.device
+        if layout is None or layout[0].device != device:
+            emb, dim = self.embedding, self.embedding.dim
+            request_pos = [emb.fields.index(n) for n in emb.field_order(REQUEST_SIDES)]
+            item_pos = [emb.fields.index(n) for n in emb.field_order(("item",))]
+            cols = [p * dim + d for p in item_pos for d in range(dim)]
+            first = cols[0] if cols else 0
+            if cols == list(range(first, first + len(cols))):  # one block: the weights are read as views
+                candidate_cols: slice | torch.Tensor = slice(first, first + len(cols))
+            else:
+                candidate_cols = torch.tensor(cols, dtype=torch.long, device=device)
+            layout = (torch.tensor(request_pos, dtype=torch.long, device=device), candidate_cols)
+            self._split_cache = layout
+        return layout
 
     def shared_modules(self) -> Iterable[nn.Module]:
         """Modules, beyond the embeddings, whose parameters more than one task depends on."""

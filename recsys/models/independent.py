@@ -24,7 +24,7 @@ from torch import nn
 
 from recsys.data.fields import Schema
 from recsys.models.base import Ranker, RankerConfig
-from recsys.models.layers import ParallelMLP
+from recsys.models.layers import ParallelMLP, SplitInput
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class Independent(Ranker):
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return self.networks(h).squeeze(-1)  # [T, B]
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        return self.networks.forward_split(h).squeeze(-1)  # [T, B]
 
     def shared_modules(self) -> Iterable[nn.Module]:
         return ()  # only the embeddings

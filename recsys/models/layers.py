@@ -6,16 +6,76 @@ N small networks cost a few large kernels instead of N times as many small ones.
 thread this is as fast as a loop of `nn.Linear` for wide layers and about twice as fast for the
 narrow task towers.
 
-Shapes: B batch, N parallel networks, D hidden width.
+`SplitInput` holds the input of one serving request's candidates in two parts: what all rows
+share (the user and query embeddings) once, and what differs per row (the candidate item's).
+A first layer over the concatenation is linear in it, ``W [r; c_b] + b = (W_r r + b) + W_c c_b``,
+so `MLP.forward_split` and `ParallelMLP.forward_split` compute the shared part once and only the
+candidate part per row; every later layer runs as usual.
+
+Shapes: B batch, N parallel networks, D hidden width, I input width.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class SplitInput:
+    """B rows of a first layer's input that share one part: row b is ``request + scatter(c_b)``.
+
+    Attributes:
+        request: [1, I] the shared part at its columns, zeros at the candidate columns.
+        candidates: [B, I_c] each row's own part.
+        candidate_cols: the I_c columns of the candidate part: a `slice` when they are
+            contiguous (the weights are then read as views), else a LongTensor [I_c].
+
+    Example:
+        >>> h = SplitInput(torch.tensor([[1.0, 0.0, 2.0]]), torch.tensor([[5.0], [6.0]]), slice(1, 2))
+        >>> h.full()
+        tensor([[1., 5., 2.],
+                [1., 6., 2.]])
+        >>> layer = nn.Linear(3, 4)
+        >>> torch.allclose(h.linear(layer), layer(h.full()))
+        True
+    """
+
+    request: torch.Tensor
+    candidates: torch.Tensor
+    candidate_cols: slice | torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        """B, the number of candidate rows."""
+        return int(self.candidates.shape[0])
+
+    def full(self) -> torch.Tensor:
+        """The tiled input [B, I] (what a model without a split path reads)."""
+        h = self.request.expand(self.rows, -1).clone()
+        h[:, self.candidate_cols] = self.candidates
+        return h
+
+    def linear(self, layer: nn.Linear) -> torch.Tensor:
+        """``layer`` applied to every row: [B, out]; the request part once."""
+        shared = F.linear(self.request, layer.weight, layer.bias)  # [1, out]
+        return torch.addmm(shared, self.candidates, self._rows(layer.weight.t(), 0))
+
+    def stacked(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """N stacked layers (weight [N, I, out], bias [N, 1, out]) on every row: [N, B, out]."""
+        n = weight.shape[0]
+        shared = torch.baddbmm(bias, self.request.expand(n, -1, -1), weight)  # [N, 1, out]
+        return torch.baddbmm(shared, self.candidates.expand(n, -1, -1), self._rows(weight, 1))
+
+    def _rows(self, weight: torch.Tensor, dim: int) -> torch.Tensor:
+        if isinstance(self.candidate_cols, slice):
+            return weight[(slice(None),) * dim + (self.candidate_cols,)]
+        return weight.index_select(dim, self.candidate_cols)
 
 
 class MLP(nn.Sequential):
@@ -43,6 +103,14 @@ class MLP(nn.Sequential):
             in_dim = width
         super().__init__(*layers)
         self.out_dim = in_dim
+
+    def forward_split(self, h: SplitInput) -> torch.Tensor:
+        """`forward` of ``h.full()`` with the first layer's shared part computed once: [B, hidden[-1]]."""
+        out = h.linear(self[0])
+        for i, layer in enumerate(self):
+            if i:
+                out = layer(out)
+        return out
 
 
 class ParallelMLP(nn.Module):
@@ -92,11 +160,27 @@ class ParallelMLP(nn.Module):
                 f"ParallelMLP of {self.n} networks with input width {self.in_dim} got input of shape "
                 f"{tuple(h.shape)}; expected [B, {self.in_dim}] or [{self.n}, B, {self.in_dim}]"
             )
+        return self._after_first(torch.baddbmm(self.biases[0], h, self.weights[0]))
+
+    def forward_split(self, h: SplitInput) -> torch.Tensor:
+        """`forward` of ``h.full()`` with the first layer's shared part computed once: [N, B, out]."""
+        if h.request.shape[-1] != self.in_dim:
+            raise ValueError(f"ParallelMLP with input width {self.in_dim} got a split input of width "
+                             f"{h.request.shape[-1]}")
+        return self._after_first(h.stacked(self.weights[0], self.biases[0]))
+
+    def _after_first(self, h: torch.Tensor) -> torch.Tensor:
+        """The rest of the networks from the first layer's pre-activation [N, B, out]."""
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)  # [N, B, out]
+            if i and w.shape[-1] == 1 and not torch.is_grad_enabled():
+                # a width-1 layer (a tower's score) is N dot products per row; as [N, 1, in] @ [N, in, B]
+                # it runs ~3x faster than baddbmm's width-1 path (its backward does not: training keeps that)
+                h = torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+            elif i:
+                h = torch.baddbmm(b, h, w)  # [N, B, out]
             if i < last or self.activate_last:
-                h = self.dropout(torch.relu(h))
+                h = self.dropout(torch.relu_(h))  # in place on a fresh matmul output: autograd keeps the result
         return h
 
     def extra_repr(self) -> str:

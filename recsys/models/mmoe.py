@@ -22,7 +22,7 @@ from torch import nn
 
 from recsys.data.fields import Schema
 from recsys.models.base import Ranker, RankerConfig
-from recsys.models.layers import ParallelMLP
+from recsys.models.layers import ParallelMLP, SplitInput
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,22 @@ class MMoE(Ranker):
         self.last_gates: dict[str, torch.Tensor] = {}
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
-        experts = self.experts(h)  # [E, B, D]
-        batch, num_tasks = h.shape[0], len(self.tasks)
-        gates = self.gates(h).view(batch, num_tasks, self.config.num_experts).softmax(-1)  # [B, T, E]
-        mixed = torch.einsum("bte,ebd->tbd", gates, experts)  # [T, B, D]
-        self.last_gates = dict(zip(self.tasks, gates.detach().unbind(1)))
+        return self._mix(self.experts(h), self.gates(h))
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        # every expert's first layer and every gate read h: the request part once; serving keeps
+        # no gates for diagnostics
+        return self._mix(self.experts.forward_split(h), h.linear(self.gates), keep_gates=False)
+
+    def _mix(self, experts: torch.Tensor, gate_logits: torch.Tensor, *, keep_gates: bool = True) -> torch.Tensor:
+        """Experts [E, B, D] and gate logits [B, T*E] → [T, B]; with `keep_gates`, the gates go to `last_gates`."""
+        batch, num_tasks = gate_logits.shape[0], len(self.tasks)
+        # the softmax over a leading axis: on CPU, one over a last axis of a few experts is ~15x slower
+        gates = gate_logits.t().reshape(num_tasks, self.config.num_experts, batch).softmax(1)
+        gates = gates.permute(2, 0, 1).contiguous()  # [B, T, E]
+        mixed = torch.bmm(gates, experts.transpose(0, 1)).transpose(0, 1)  # [T, B, D]
+        if keep_gates:
+            self.last_gates = dict(zip(self.tasks, gates.detach().unbind(1)))
         return self.towers(mixed).squeeze(-1)  # [T, B]
 
     def shared_modules(self) -> Iterable[nn.Module]:

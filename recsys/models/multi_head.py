@@ -20,7 +20,7 @@ from torch import nn
 
 from recsys.data.fields import Schema
 from recsys.models.base import Ranker, RankerConfig
-from recsys.models.layers import MLP
+from recsys.models.layers import MLP, SplitInput
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class MultiHead(Ranker):
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return self.heads(self.trunk(h)).t()  # [T, B]
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        return self.heads(self.trunk.forward_split(h)).t()  # [T, B]
 
     def shared_modules(self) -> Iterable[nn.Module]:
         return (self.trunk,)

@@ -25,7 +25,7 @@ from torch import nn
 
 from recsys.data.fields import Schema
 from recsys.models.base import Ranker, RankerConfig
-from recsys.models.layers import ParallelMLP
+from recsys.models.layers import ParallelMLP, SplitInput
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,29 @@ class CGC(nn.Module):
 
     def forward(self, task_in: torch.Tensor, shared_in: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        t, k = self.num_tasks, self.num_task_experts
+        k = self.num_task_experts
         expert_in = task_in.repeat_interleave(k, 0) if task_in.dim() == 3 and k > 1 else task_in
-        own = self.task_experts(expert_in)  # [T*k, B, D]
-        shared = self.shared_experts(shared_in)  # [S, B, D]
-        gates = self.task_gates(task_in).softmax(-1)  # [T, B, k+S]
+        shared_gate = None if self.shared_gate is None else self.shared_gate(shared_in)
+        return self._mix(self.task_experts(expert_in), self.shared_experts(shared_in), self.task_gates(task_in),
+                         shared_gate)
+
+    def forward_split(self, h: SplitInput) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """`forward(h.full(), h.full())` (the first level: every input is h) with the request
+        part of every expert's and gate's first layer computed once."""
+        shared_gate = None if self.shared_gate is None else h.linear(self.shared_gate)
+        return self._mix(self.task_experts.forward_split(h), self.shared_experts.forward_split(h),
+                         self.task_gates.forward_split(h), shared_gate)
+
+    def _mix(self, own: torch.Tensor, shared: torch.Tensor, gate_logits: torch.Tensor,
+             shared_gate_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Experts (own [T*k, B, D], shared [S, B, D]) mixed by the gates' logits ([T, B, k+S], [B, T*k+S])."""
+        t, k = self.num_tasks, self.num_task_experts
+        gates = gate_logits.softmax(-1)  # [T, B, k+S]
         task_out = (torch.einsum("tbk,tkbd->tbd", gates[..., :k], own.view(t, k, *own.shape[1:]))
                     + torch.einsum("tbs,sbd->tbd", gates[..., k:], shared))
         shared_out = None
-        if self.shared_gate is not None:
-            g = self.shared_gate(shared_in).softmax(-1)  # [B, T*k+S]
+        if shared_gate_logits is not None:
+            g = shared_gate_logits.softmax(-1)  # [B, T*k+S]
             shared_out = (torch.einsum("be,ebd->bd", g[:, : t * k], own)
                           + torch.einsum("bs,sbd->bd", g[:, t * k :], shared))
         return task_out, shared_out, gates
@@ -136,6 +149,12 @@ class PLE(Ranker):
             task_h, shared_h, gates = level(task_h, shared_h)
         self.last_gates = dict(zip(self.tasks, gates.detach().unbind(0)))
         return self.towers(task_h).squeeze(-1)  # [T, B]
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        task_h, shared_h, gates = self.levels[0].forward_split(h)
+        for level in self.levels[1:]:
+            task_h, shared_h, gates = level(task_h, shared_h)
+        return self.towers(task_h).squeeze(-1)  # [T, B]; serving keeps no gates for diagnostics
 
     def shared_modules(self) -> Iterable[nn.Module]:
         return list(self._shared_modules())

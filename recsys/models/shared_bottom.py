@@ -20,7 +20,7 @@ from torch import nn
 
 from recsys.data.fields import Schema
 from recsys.models.base import Ranker, RankerConfig
-from recsys.models.layers import MLP, ParallelMLP
+from recsys.models.layers import MLP, ParallelMLP, SplitInput
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class SharedBottom(Ranker):
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return self.towers(self.bottom(h)).squeeze(-1)  # [T, B]
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        return self.towers(self.bottom.forward_split(h)).squeeze(-1)  # [T, B]
 
     def shared_modules(self) -> Iterable[nn.Module]:
         return (self.bottom,)

@@ -33,6 +33,7 @@ from torch import nn
 from recsys.data.fields import TASK_KINDS, Schema
 from recsys.errors import ConfigError
 from recsys.models.base import Ranker, RankerConfig
+from recsys.models.layers import SplitInput
 
 MODES: tuple[str, ...] = ("concat", "add", "mul")
 
@@ -93,9 +94,17 @@ class TaskConditioned(Ranker):
         self.outputs = nn.ModuleDict({kind: nn.Linear(c.hidden[-1], 1) for kind in dict.fromkeys(self.kinds)})
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
+        return self._from_first(self.layers[0](h))
+
+    def scores_split(self, h: SplitInput) -> torch.Tensor:
+        return self._from_first(h.linear(self.layers[0]))
+
+    def _from_first(self, a: torch.Tensor) -> torch.Tensor:
+        """The network from the first layer's pre-activation [B, D] (before z_t): [T, B]."""
         z = self.task_embedding.weight  # [T, Z]
         for i, layer in enumerate(self.layers):
-            a = layer(h)  # [B, D] on the first layer, [T, B, D] after
+            if i:
+                a = layer(h)  # [T, B, D] (the first layer's a is [B, D])
             if i < len(self.conditioning):
                 c = self.conditioning[i](z).unsqueeze(1)  # [T, 1, D]
                 a = a * (1 + c) if self.mode == "mul" else a + c

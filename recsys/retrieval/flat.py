@@ -13,7 +13,7 @@ class FlatIndex(VectorIndex):
     Example:
         >>> import numpy as np
         >>> index = FlatIndex(4).build(np.eye(4, dtype="float32"), np.array([10, 11, 12, 13]))
-        >>> index.search(np.array([[0, 0, 1, 0]], dtype="float32"), k=2)[1]
+        >>> index.search(np.array([[0.5, 0, 1, 0]], dtype="float32"), k=2)[1]
         array([[12, 10]])
     """
 

@@ -13,22 +13,34 @@ import numpy as np
 from recsys.retrieval._faiss import faiss_search, faiss_threads
 from recsys.retrieval.base import VectorIndex
 
+#: nprobe values `tune` walks for every IVF index, cheapest first (fine steps where a large
+#: catalogue needs them: each step is a few percent more cells scanned)
+NPROBE_VALUES = (1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 384, 512)
+
+
+def default_nlist(n: int) -> int:
+    """Cells of an IVF index over n vectors: ~4·sqrt(N), and at least 39 training points per cell."""
+    return max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+
+
+def training_sample(vectors: np.ndarray, size: int) -> np.ndarray:
+    """At most `size` rows of `vectors` (a seeded sample) to train the k-means quantiser on."""
+    n = len(vectors)
+    return vectors if n <= size else vectors[np.random.default_rng(0).choice(n, size, replace=False)]
+
 
 class IVFFlatIndex(VectorIndex):
     name = "ivf_flat"
     defaults = {"nlist": 0, "nprobe": 8, "train_size": 100_000, "build_threads": 0}
     knob = "nprobe"
-    knob_values = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+    knob_values = NPROBE_VALUES
 
     def _build(self, vectors: np.ndarray) -> None:
-        n = len(vectors)
-        nlist = self.params["nlist"] or max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        nlist = self.params["nlist"] or default_nlist(len(vectors))
         with faiss_threads(self.params["build_threads"] or self.threads) as faiss:
             quantizer = faiss.IndexFlatIP(self.dim)
             self.index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            sample = vectors if n <= self.params["train_size"] else vectors[rng.choice(n, self.params["train_size"], replace=False)]
-            self.index.train(sample)
+            self.index.train(training_sample(vectors, self.params["train_size"]))
             self.index.add(vectors)
         self.nlist = nlist
         self._set_search_knob(self.params["nprobe"])

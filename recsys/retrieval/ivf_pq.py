@@ -14,25 +14,24 @@ import numpy as np
 
 from recsys.retrieval._faiss import faiss_search, faiss_threads
 from recsys.retrieval.base import VectorIndex
+from recsys.retrieval.ivf_flat import NPROBE_VALUES, default_nlist, training_sample
 
 
 class IVFPQIndex(VectorIndex):
     name = "ivf_pq"
     defaults = {"nlist": 0, "m": 0, "nbits": 8, "nprobe": 8, "k_factor": 4, "train_size": 100_000, "build_threads": 0}
     knob = "nprobe"
-    knob_values = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+    knob_values = NPROBE_VALUES
 
     def _build(self, vectors: np.ndarray) -> None:
         n = len(vectors)
-        nlist = self.params["nlist"] or max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        nlist = self.params["nlist"] or default_nlist(n)
         m = self.params["m"] or next(c for c in (self.dim // 4, self.dim // 2, self.dim, 1) if c and self.dim % c == 0)
         nbits = self.params["nbits"] if n >= 2 ** self.params["nbits"] * 39 else max(1, int(math.log2(max(2, n // 39))))
         with faiss_threads(self.params["build_threads"] or self.threads) as faiss:
             quantizer = faiss.IndexFlatIP(self.dim)
             ivfpq = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            sample = vectors if n <= self.params["train_size"] else vectors[rng.choice(n, self.params["train_size"], replace=False)]
-            ivfpq.train(sample)
+            ivfpq.train(training_sample(vectors, self.params["train_size"]))
             self.index = faiss.IndexRefineFlat(ivfpq)
             self.index.k_factor = float(self.params["k_factor"])
             self.index.add(vectors)

@@ -10,12 +10,14 @@ from recsys.retrieval.flat import FlatIndex
 from recsys.retrieval.hnsw import HNSWIndex
 from recsys.retrieval.ivf_flat import IVFFlatIndex
 from recsys.retrieval.ivf_pq import IVFPQIndex
+from recsys.retrieval.ivf_sq import IVFSQIndex
 
 INDEXES: dict[str, type[VectorIndex]] = {
     "flat": FlatIndex,
     "ivf_flat": IVFFlatIndex,
     "hnsw": HNSWIndex,
     "ivf_pq": IVFPQIndex,
+    "ivf_sq": IVFSQIndex,
 }
 
 

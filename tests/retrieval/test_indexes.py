@@ -78,3 +78,48 @@ def test_registry_errors():
         build_index("annoy", 8)
     with pytest.raises(ConfigError, match="unknown parameter"):
         build_index("hnsw", 8, efsearch=3)
+
+
+@pytest.mark.parametrize("queries", [1, 7])
+@pytest.mark.parametrize("chunk", [None, 256, 1000])
+def test_exact_topk_keeps_the_top_k_across_blocks(queries, chunk):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 8)).astype(np.float32)
+    q = rng.normal(size=(queries, 8)).astype(np.float32)
+    scores, rows = exact_topk(x, q, 300, chunk=chunk)  # k larger than a block: the first block grows to k
+    full = q @ x.T
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :300]
+    assert rows.shape == (queries, 300) and recall_at_k(rows, expected) == 1.0
+    assert np.allclose(scores, np.take_along_axis(full, expected, 1), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_tie_recall_counts_any_copy_of_a_tied_vector():
+    from recsys.retrieval.base import tie_recall_at_k
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 4)).astype(np.float32)
+    q = rng.normal(size=(1, 4)).astype(np.float32)
+    _, exact = exact_topk(x, q, 10)
+    x = np.concatenate([x, x[exact[0, -1:]]])  # row 100: a copy of the 10th best, tied with it
+    _, exact = exact_topk(x, q, 10)
+    copies = np.flatnonzero((x == x[exact[0, -1]]).all(1))
+    assert len(copies) == 2
+    other = exact.copy()
+    other[0, -1] = copies[copies != exact[0, -1]][0]  # the other copy of the tie
+    assert tie_recall_at_k(x, q, other, exact) == 1.0 and recall_at_k(other, exact) == 0.9
+    worse = exact.copy()
+    worse[0, -1] = int(np.argsort(q @ x.T)[0, 0])  # the worst item is a miss
+    worse[0, 0] = -1  # and so is an unfilled slot
+    assert tie_recall_at_k(x, q, worse, exact) == pytest.approx(0.8)
+
+
+def test_choose_index_reports_and_limits_build_time(clustered):
+    from recsys.retrieval.select import choose_index
+
+    x, q, ids = clustered
+    choice = choose_index(x, ids, q, k=50, target_recall=0.9, types=("flat", "ivf_flat"), latency_queries=10)
+    assert {r["type"] for r in choice["table"]} == {"flat", "ivf_flat"}
+    assert all(r["qualifies"] and r["build_s"] >= 0 and 0 <= r["id_recall"] <= r["recall"] for r in choice["table"])
+    slow = choose_index(x, ids, q, k=50, target_recall=0.9, types=("ivf_flat",), latency_queries=10, max_build_s=0.0)
+    assert not slow["table"][0]["qualifies"] and slow["type"] == "ivf_flat"  # nothing qualified: the best recall
