@@ -47,6 +47,7 @@ Prints a table and one JSON object (also written to ``--out``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -59,6 +60,7 @@ from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
@@ -233,6 +235,38 @@ class Rechub:
         return clock() - t0, time.perf_counter() - w0
 
 
+class Deepctr:
+    """DeepCTR-Torch's MMOE (same sizes), one epoch of its own ``fit`` (its DataLoader included)."""
+
+    def __init__(self, train: TensorData, spec: PeerSpec, *, seed: int) -> None:
+        from _peers import DeepctrRunner
+
+        self.name = "deepctr (its fit)"
+        self.runner = DeepctrRunner("mmoe", train.schema, train, seed=seed, spec=spec)
+        self.model = self.runner.model
+        # the float matrix its fit builds from the input dict, for the FLOP count and warm-up steps
+        cols = [np.asarray(self.runner.inputs[f]) for f in self.model.feature_index]
+        x = torch.from_numpy(np.concatenate([c[:, None] if c.ndim == 1 else c for c in cols], axis=1)).float()
+        y = torch.from_numpy(self.runner.y).float()
+        self.batches = [(x[idx], y[idx]) for idx in itertools.islice(batch_indices(len(train), 1024, seed=seed,
+                                                                                  epoch=0), 8)]
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        p = self.model(x)
+        return sum(F.binary_cross_entropy(p[:, i], y[:, i]) for i in range(y.shape[1])) / y.shape[1]
+
+    def step(self, batch: Batch) -> None:
+        self.model.optim.zero_grad(set_to_none=True)
+        self.loss(batch).backward()
+        self.model.optim.step()
+
+    def epoch(self, phases: bool = False) -> tuple[float, float]:
+        t0, w0 = clock(), time.perf_counter()
+        self.runner.train_epoch(0)
+        return clock() - t0, time.perf_counter() - w0
+
+
 # ---------------------------------------------------------------------------------------- profiling
 
 
@@ -309,6 +343,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run our model under torch.autocast('cpu', bfloat16) (losses and Adam stay float32)")
     p.add_argument("--rechub", choices=("both", "trainer", "plain", "none"), default="both",
                    help="torch-rechub loops to time")
+    p.add_argument("--deepctr", action="store_true", help="also time DeepCTR-Torch's MMOE (its own fit)")
     p.add_argument("--repeats", type=int, default=2, help="timed epochs per model (the best counts)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
     p.add_argument("--mm-repeats", type=int, default=5)
@@ -370,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         runners.append(Rechub(train, spec, loop="trainer", seed=args.seed))
     if args.rechub in ("both", "plain"):
         runners.append(Rechub(train, spec, loop="plain", seed=args.seed))
+    if args.deepctr:
+        runners.append(Deepctr(train, spec, seed=args.seed))
     results: dict[str, dict[str, Any]] = {}
     for runner in runners:
         flops = count_flops(runner.model, lambda r=runner: r.loss(r.batches[0]), len(runner.batches[0][1]))
