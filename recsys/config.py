@@ -50,7 +50,7 @@ class TrainConfig:
         diagnostics_every: steps between gradient-cosine / gate-utilisation records (0 = off).
         device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``.
         precision: ``fp32``, or ``bf16``: the forward pass under bfloat16 autocast (mixed
-            precision; ~2.9x faster training on a CPU with AVX-512 BF16 / AMX, and on Ampere+
+            precision; ~2.5x faster training on a CPU with AVX-512 BF16 / AMX, and on Ampere+
             GPUs, with the same validation AUC on MovieLens-100k).
         threads: torch intra-op threads (0 = leave torch's default).
         stream_window: 0 = load the training and validation splits into memory; otherwise read
