@@ -29,11 +29,25 @@ def training_sample(vectors: np.ndarray, size: int) -> np.ndarray:
     return vectors if n <= size else vectors[np.random.default_rng(0).choice(n, size, replace=False)]
 
 
-class IVFFlatIndex(VectorIndex):
-    name = "ivf_flat"
-    defaults = {"nlist": 0, "nprobe": 8, "train_size": 100_000, "build_threads": 0}
+class IVFIndex(VectorIndex):
+    """What every IVF index shares: the `nprobe` knob and the search. A subclass's `_build`
+    sets ``self.ivf`` (the FAISS IVF index whose nprobe is set), ``self.index`` (what is
+    searched: the IVF index or a wrapper of it) and ``self.nlist``."""
+
     knob = "nprobe"
     knob_values = NPROBE_VALUES
+
+    def _set_search_knob(self, value: int) -> None:
+        self.params["nprobe"] = int(min(value, self.nlist))
+        self.ivf.nprobe = self.params["nprobe"]
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return faiss_search(self.index, queries, k, self.threads)
+
+
+class IVFFlatIndex(IVFIndex):
+    name = "ivf_flat"
+    defaults = {"nlist": 0, "nprobe": 8, "train_size": 100_000, "build_threads": 0}
 
     def _build(self, vectors: np.ndarray) -> None:
         nlist = self.params["nlist"] or default_nlist(len(vectors))
@@ -42,12 +56,5 @@ class IVFFlatIndex(VectorIndex):
             self.index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             self.index.train(training_sample(vectors, self.params["train_size"]))
             self.index.add(vectors)
-        self.nlist = nlist
+        self.ivf, self.nlist = self.index, nlist
         self._set_search_knob(self.params["nprobe"])
-
-    def _set_search_knob(self, value: int) -> None:
-        self.params["nprobe"] = int(min(value, self.nlist))
-        self.index.nprobe = self.params["nprobe"]
-
-    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return faiss_search(self.index, queries, k, self.threads)

@@ -12,16 +12,13 @@ import math
 
 import numpy as np
 
-from recsys.retrieval._faiss import faiss_search, faiss_threads
-from recsys.retrieval.base import VectorIndex
-from recsys.retrieval.ivf_flat import NPROBE_VALUES, default_nlist, training_sample
+from recsys.retrieval._faiss import faiss_threads
+from recsys.retrieval.ivf_flat import IVFIndex, default_nlist, training_sample
 
 
-class IVFPQIndex(VectorIndex):
+class IVFPQIndex(IVFIndex):
     name = "ivf_pq"
     defaults = {"nlist": 0, "m": 0, "nbits": 8, "nprobe": 8, "k_factor": 4, "train_size": 100_000, "build_threads": 0}
-    knob = "nprobe"
-    knob_values = NPROBE_VALUES
 
     def _build(self, vectors: np.ndarray) -> None:
         n = len(vectors)
@@ -35,12 +32,5 @@ class IVFPQIndex(VectorIndex):
             self.index = faiss.IndexRefineFlat(ivfpq)
             self.index.k_factor = float(self.params["k_factor"])
             self.index.add(vectors)
-        self.ivfpq, self.nlist = ivfpq, nlist
+        self.ivf, self.nlist = ivfpq, nlist
         self._set_search_knob(self.params["nprobe"])
-
-    def _set_search_knob(self, value: int) -> None:
-        self.params["nprobe"] = int(min(value, self.nlist))
-        self.ivfpq.nprobe = self.params["nprobe"]
-
-    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return faiss_search(self.index, queries, k, self.threads)

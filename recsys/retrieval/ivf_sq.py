@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.retrieval._faiss import faiss_search, faiss_threads
-from recsys.retrieval.base import VectorIndex
-from recsys.retrieval.ivf_flat import NPROBE_VALUES, default_nlist, training_sample
+from recsys.retrieval._faiss import faiss_threads
+from recsys.retrieval.ivf_flat import IVFIndex, default_nlist, training_sample
 
 
-class IVFSQIndex(VectorIndex):
+class IVFSQIndex(IVFIndex):
     """IVF over 8-bit codes.
 
     Example:
@@ -31,8 +30,6 @@ class IVFSQIndex(VectorIndex):
 
     name = "ivf_sq"
     defaults = {"nlist": 0, "nprobe": 8, "k_factor": 0.0, "train_size": 100_000, "build_threads": 0}
-    knob = "nprobe"
-    knob_values = NPROBE_VALUES
 
     def _build(self, vectors: np.ndarray) -> None:
         nlist = self.params["nlist"] or default_nlist(len(vectors))
@@ -48,10 +45,3 @@ class IVFSQIndex(VectorIndex):
             self.index.add(vectors)
         self.ivf, self.nlist = ivf, nlist
         self._set_search_knob(self.params["nprobe"])
-
-    def _set_search_knob(self, value: int) -> None:
-        self.params["nprobe"] = int(min(value, self.nlist))
-        self.ivf.nprobe = self.params["nprobe"]
-
-    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return faiss_search(self.index, queries, k, self.threads)
