@@ -48,6 +48,7 @@ from torch import nn
 from recsys.data.episodes import EpisodeSampler
 from recsys.data.fields import OOV, TASK_KINDS
 from recsys.errors import ConfigError
+from recsys.meta.selection import EvalEpisodes
 
 #: A personalised model: candidate rows x [N, W] → {task: [N]} raw scores (as `Ranker.forward`).
 Scorer = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -219,6 +220,11 @@ class Adapter(nn.Module):
         warnings.warn(f"adapter {self.name!r}: {reason}; this user gets the unadapted ranker's scores "
                       f"({self.fallbacks} fallback(s) so far)", RuntimeWarning, stacklevel=3)
         return self.base_scorer()
+
+    def validation_episodes(self, valid: EpisodeSampler) -> EvalEpisodes:
+        """The validation new users' episodes that selection and early stopping score (query rows
+        after option ``query_after`` events), on the ranker's device."""
+        return EvalEpisodes(valid, self.tasks, query_after=int(self.options["query_after"]), device=self.device)
 
     def task_columns(self, sampler: EpisodeSampler) -> torch.Tensor:
         """Columns of a sampler's labels (schema order) that give the ranker's task order."""

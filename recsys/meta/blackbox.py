@@ -47,7 +47,7 @@ from recsys.meta.base import Adapter, Scorer
 from recsys.meta.functional import USER, FunctionalRanker, Params, episode_loss
 from recsys.meta.inner_loop import all_finite, inner_loop
 from recsys.meta.meta_training import MetaSchedule, MetaTrainer
-from recsys.meta.selection import EvalEpisodes, adapter_predictions, batch_tensors
+from recsys.meta.selection import adapter_predictions, batch_tensors
 
 OUTPUTS = ("user", "bias", "taste")
 
@@ -207,7 +207,7 @@ class BlackBox(Adapter):
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> BlackBox:
         o = self.options
-        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]), device=self.device)
+        episodes = self.validation_episodes(valid)
         self._train_cols = self.task_columns(train)
         k = int(o["valid_k"])
 

@@ -125,7 +125,7 @@ class FineTune(Adapter):
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> FineTune:
         o = self.options
-        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]), device=self.device)
+        episodes = self.validation_episodes(valid)
         k = int(o["valid_k"])
         support = episodes.support(k)
         steps = sorted({int(s) for s in o["steps"]})

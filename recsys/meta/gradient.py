@@ -132,7 +132,7 @@ class GradientAdapter(Adapter):
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> GradientAdapter:
         o = self.options
-        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]), device=self.device)
+        episodes = self.validation_episodes(valid)
         self._train_cols = self.task_columns(train)
         k = int(o["valid_k"])
         with self.fr.eval_mode():

@@ -37,7 +37,7 @@ from recsys.data.fields import TASK_KINDS
 from recsys.errors import ConfigError
 from recsys.meta.base import Adapter, Scorer
 from recsys.meta.functional import FunctionalRanker
-from recsys.meta.selection import EvalEpisodes, selection_score
+from recsys.meta.selection import selection_score
 
 
 class Prototypes(Adapter):
@@ -134,7 +134,7 @@ class Prototypes(Adapter):
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> Prototypes:
         o = self.options
-        episodes = EvalEpisodes(valid, self.tasks, query_after=int(o["query_after"]), device=self.device)
+        episodes = self.validation_episodes(valid)
         support = episodes.support(int(o["valid_k"]))
         base, taste, num, den = [], [], [], []
         with torch.no_grad(), self.fr.eval_mode():
