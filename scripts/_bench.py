@@ -52,21 +52,28 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def machine() -> dict[str, Any]:
-    """Facts that make a figure comparable: CPU, cores, load, library versions."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (other work on a shared machine slows every rate)."""
     try:
-        load = list(os.getloadavg())
+        return [round(v, 2) for v in os.getloadavg()]
     except OSError:
-        load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "loadavg": load, "torch": torch.__version__,
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """Facts that make a figure comparable: CPU, cores, load, library versions."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg": loadavg(), "torch": torch.__version__,
             "python": platform.python_version(), "torch_threads": torch.get_num_threads()}
 
 

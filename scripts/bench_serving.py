@@ -62,10 +62,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import faiss  # noqa: E402
 import torch  # noqa: E402
 
+from _bench import loadavg  # noqa: E402
 from recsys.io import atomic_write_json  # noqa: E402
 
 K = 500  # candidates retrieved per request
@@ -480,13 +482,6 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=1_000_000)
@@ -545,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": [sys.executable, *sys.argv],
         "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "k": K},
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "faiss": faiss.__version__,
-                        "cpus": os.cpu_count(), "load_average": _loadavg()},
+                        "cpus": os.cpu_count(), "load_average": loadavg()},
         "world": {"items": world["items"], "users": world["users"],
                   "splits": {s: world["splits"][s]["rows"] for s in world["splits"]}},
         "models": models, "index": index, "request": request, "bars": verdicts(index, request),

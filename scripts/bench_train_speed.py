@@ -435,12 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": [sys.executable, *sys.argv],
         "settings": {"data": str(data_dir.resolve()), "rows": rows, "batch_size": 1024, "threads": args.threads,
-                     "clock": args.clock, "load_average": _loadavg(),
+                     "clock": args.clock, "load_average": _bench.loadavg(),
                      "ours_options": options, "ours_config": {k: v for k, v in vars(cfg).items()},
                      "ours_tasks": list(tasks), "rechub_tasks": ["click", "like"], "optimizer": args.optimizer,
                      "check_ids": not args.no_check_ids, "bf16": args.bf16, "repeats": args.repeats, "rechub_spec": spec.to_json()},
         "environment": {**peer_versions(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                        "cpu": _cpu_name(), "torch_threads": torch.get_num_threads()},
+                        "cpu": _bench.cpu_name(), "torch_threads": torch.get_num_threads()},
         "mm_gflops": mm,
         "results": results,
         "speedup_ours_over": speedups,
@@ -496,23 +496,6 @@ def format_report(report: dict[str, Any]) -> str:
                       f"{k} {v:.2f}" for k, v in sorted(p["category_ms_per_step"].items(), key=lambda kv: -kv[1])),
                   p["table"]]
     return "\n".join(lines)
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
