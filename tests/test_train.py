@@ -29,8 +29,11 @@ def _steps(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, prepared):
-    cfg = _config(prepared)
+def _kill_then_resume(tmp_path, prepared, *, kill_at, cli=(), **over):
+    """Train `over` uninterrupted into ``full``; run the same config through the CLI into ``cut``,
+    SIGKILLed after step `kill_at`, then resume it. Returns (full result, resumed result, full
+    published weights, resumed published weights, full dir, cut dir)."""
+    cfg = _config(prepared, **over)
     full = tmp_path / "full"
     full_result = train(cfg, full, log=lambda m: None)
     _, expected = load_published(full)
@@ -39,16 +42,22 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, prepared):
     cmd = [sys.executable, "-m", "recsys", "train", "--out", str(cut), "--dataset", str(prepared),
            "--set", "batch_size=64", "--set", "checkpoint_every=3", "--set", "diagnostics_every=2",
            "--set", "patience=5", "--set", 'model_options={"dropout": 0.1}', "--epochs", "2",
-           "--device", "cpu", "--threads", "1"]
-    env = {**os.environ, "RECSYS_FAULT_KILL_AT_STEP": "7"}
+           "--device", "cpu", "--threads", "1", *cli]
+    env = {**os.environ, "RECSYS_FAULT_KILL_AT_STEP": str(kill_at)}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr  # killed by SIGKILL, mid-epoch, 1 step after a checkpoint
+    assert proc.returncode == -9, proc.stderr  # killed by SIGKILL
     assert not (cut / "model.safetensors").exists()
-    result = train(_config(prepared, threads=1), cut, resume=True, log=lambda m: None)
+    result = train(_config(prepared, **{**over, "threads": 1}), cut, resume=True, log=lambda m: None)
     _, got = load_published(cut)
     assert got.keys() == expected.keys()
     for k in expected:
         assert torch.equal(got[k], expected[k]), k
+    return full_result, result, full, cut
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, prepared):
+    # killed mid-epoch, 1 step after a checkpoint
+    full_result, result, full, cut = _kill_then_resume(tmp_path, prepared, kill_at=7)
     assert result.steps == full_result.steps and result.best_epoch == full_result.best_epoch
     full_steps = [r for r in _steps(full) if r["kind"] == "step"]
     cut_steps = [r for r in _steps(cut) if r["kind"] == "step"]
@@ -59,24 +68,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, prepared):
 def test_streamed_sigkill_then_resume_equals_uninterrupted(tmp_path, prepared):
     # 885 training rows in windows of 100, blocks of 4 windows, 14 batches of 64 an epoch: the kill
     # at step 19 resumes from the checkpoint of step 18, epoch 1 batch 4, inside the first block
-    cfg = _config(prepared, stream_window=100, threads=1)
-    full = tmp_path / "full"
-    full_result = train(cfg, full, log=lambda m: None)
-    _, expected = load_published(full)
-
-    cut = tmp_path / "cut"
-    cmd = [sys.executable, "-m", "recsys", "train", "--out", str(cut), "--dataset", str(prepared),
-           "--set", "batch_size=64", "--set", "checkpoint_every=3", "--set", "diagnostics_every=2",
-           "--set", "patience=5", "--set", 'model_options={"dropout": 0.1}', "--epochs", "2",
-           "--device", "cpu", "--threads", "1", "--stream-window", "100"]
-    env = {**os.environ, "RECSYS_FAULT_KILL_AT_STEP": "19"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr
-    result = train(cfg, cut, resume=True, log=lambda m: None)
-    _, got = load_published(cut)
-    assert got.keys() == expected.keys()
-    for k in expected:
-        assert torch.equal(got[k], expected[k]), k
+    full_result, result, full, cut = _kill_then_resume(tmp_path, prepared, kill_at=19,
+                                                       cli=("--stream-window", "100"),
+                                                       stream_window=100, threads=1)
     assert result.steps == full_result.steps == 28
     full_steps = [r for r in _steps(full) if r["kind"] == "step"]
     assert [r["loss"] for r in _steps(cut) if r["kind"] == "step"] == [r["loss"] for r in full_steps]
