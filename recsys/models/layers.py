@@ -12,6 +12,10 @@ A first layer over the concatenation is linear in it, ``W [r; c_b] + b = (W_r r 
 so `MLP.forward_split` and `ParallelMLP.forward_split` compute the shared part once and only the
 candidate part per row; every later layer runs as usual.
 
+`MLP.pack_cpu` and `ParallelMLP.pack_cpu` switch a network's CPU inference to oneDNN with
+pre-packed weights (`recsys.models.onednn`: about twice torch's float32 matmul rate on AMD CPUs);
+training, autograd and other devices keep the plain path.
+
 Shapes: B batch, N parallel networks, D hidden width, I input width.
 """
 
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recsys.models import onednn
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,19 @@ class SplitInput:
         return torch.baddbmm(shared, self.candidates.expand(n, -1, -1), self._rows(weight, 1))
 
     def _rows(self, weight: torch.Tensor, dim: int) -> torch.Tensor:
-        if isinstance(self.candidate_cols, slice):
-            return weight[(slice(None),) * dim + (self.candidate_cols,)]
-        return weight.index_select(dim, self.candidate_cols)
+        return _select(weight, self.candidate_cols, dim)
+
+    def cols_key(self) -> tuple:
+        """A hashable name of `candidate_cols` (packed first layers are cached by it)."""
+        cols = self.candidate_cols
+        return (cols.start, cols.stop, cols.step) if isinstance(cols, slice) else tuple(cols.tolist())
+
+
+def _select(weight: torch.Tensor, cols: slice | torch.Tensor, dim: int) -> torch.Tensor:
+    """`weight`'s entries `cols` along `dim` (a view for a slice)."""
+    if isinstance(cols, slice):
+        return weight[(slice(None),) * dim + (cols,)]
+    return weight.index_select(dim, cols)
 
 
 class MLP(nn.Sequential):
@@ -103,9 +119,46 @@ class MLP(nn.Sequential):
             in_dim = width
         super().__init__(*layers)
         self.out_dim = in_dim
+        self._packs: onednn.PackedWeights | None = None
+        self._split_packs: dict[tuple, onednn.PackedWeights] = {}
+
+    def _linears(self) -> list[nn.Linear]:
+        return [m for m in self if isinstance(m, nn.Linear)]
+
+    def pack_cpu(self) -> None:
+        """Run CPU float32 inference through oneDNN with pre-packed weights (see the module doc)."""
+        self._packs = onednn.PackedWeights(lambda: [m.weight for m in self._linears()],
+                                           lambda: [onednn.pack(m.weight.t()) for m in self._linears()])
+        self._split_packs = {}
+
+    def _packed(self, x: torch.Tensor) -> list | None:
+        return self._packs.get() if self._packs is not None and onednn.usable(x, self) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packs = self._packed(x)
+        if packs is None:
+            return super().forward(x)
+        for layer, packed in zip(self._linears(), packs):  # every Linear is followed by a ReLU
+            x = onednn.linear(x, packed, layer.bias, relu=True)
+        return x
 
     def forward_split(self, h: SplitInput) -> torch.Tensor:
         """`forward` of ``h.full()`` with the first layer's shared part computed once: [B, hidden[-1]]."""
+        packs = self._packed(h.candidates)
+        if packs is not None:
+            first = self[0]
+            key = h.cols_key()
+            if key not in self._split_packs:
+                cols = h.candidate_cols
+                self._split_packs[key] = onednn.PackedWeights(
+                    lambda: [first.weight], lambda: [onednn.pack(_select(first.weight, cols, 1).t())])
+            split = self._split_packs[key].get()
+            if split is not None:
+                shared = F.linear(h.request, first.weight, first.bias)  # [1, out]
+                out = onednn.linear(h.candidates, split[0], shared[0], relu=True)
+                for layer, packed in zip(self._linears()[1:], packs[1:]):
+                    out = onednn.linear(out, packed, layer.bias, relu=True)
+                return out
         out = h.linear(self[0])
         for i, layer in enumerate(self):
             if i:
@@ -151,6 +204,27 @@ class ParallelMLP(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
         self.activate_last = out_dim is None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self._packs: onednn.PackedWeights | None = None
+        self._split_packs: dict[tuple, onednn.PackedWeights] = {}
+
+    def pack_cpu(self) -> None:
+        """Run CPU float32 inference through oneDNN with pre-packed weights (see the module doc):
+        each member's layers as their own packed matmuls with the bias and ReLU fused."""
+        self._packs = onednn.PackedWeights(
+            lambda: list(self.weights), lambda: [[onednn.pack(w[i]) for i in range(self.n)] for w in self.weights])
+        self._split_packs = {}
+
+    def _packed(self, x: torch.Tensor) -> list | None:
+        return self._packs.get() if self._packs is not None and onednn.usable(x, self) else None
+
+    def _packed_layers(self, outs: list[torch.Tensor], packs: list, start: int) -> torch.Tensor:
+        """Layers `start`.. of every member on its own input [B, in] (post-activation): [N, B, out]."""
+        last = len(self.weights) - 1
+        for layer in range(start, last + 1):
+            bias = self.biases[layer]
+            relu = layer < last or self.activate_last
+            outs = [onednn.linear(o, packs[layer][i], bias[i, 0], relu=relu) for i, o in enumerate(outs)]
+        return torch.stack(outs)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if h.dim() == 2:  # one input shared by all N networks
@@ -160,6 +234,9 @@ class ParallelMLP(nn.Module):
                 f"ParallelMLP of {self.n} networks with input width {self.in_dim} got input of shape "
                 f"{tuple(h.shape)}; expected [B, {self.in_dim}] or [{self.n}, B, {self.in_dim}]"
             )
+        packs = self._packed(h)
+        if packs is not None:
+            return self._packed_layers(list(h.unbind(0)), packs, 0)
         return self._after_first(torch.baddbmm(self.biases[0], h, self.weights[0]))
 
     def forward_split(self, h: SplitInput) -> torch.Tensor:
@@ -167,6 +244,20 @@ class ParallelMLP(nn.Module):
         if h.request.shape[-1] != self.in_dim:
             raise ValueError(f"ParallelMLP with input width {self.in_dim} got a split input of width "
                              f"{h.request.shape[-1]}")
+        packs = self._packed(h.candidates)
+        if packs is not None:
+            key = h.cols_key()
+            if key not in self._split_packs:
+                cols = h.candidate_cols
+                self._split_packs[key] = onednn.PackedWeights(
+                    lambda: [self.weights[0]],
+                    lambda: [onednn.pack(_select(self.weights[0][i], cols, 0)) for i in range(self.n)])
+            split = self._split_packs[key].get()
+            if split is not None:
+                shared = torch.baddbmm(self.biases[0], h.request.expand(self.n, -1, -1), self.weights[0])  # [N, 1, out]
+                relu = len(self.weights) > 1 or self.activate_last
+                outs = [onednn.linear(h.candidates, split[i], shared[i, 0], relu=relu) for i in range(self.n)]
+                return self._packed_layers(outs, packs, 1)
         return self._after_first(h.stacked(self.weights[0], self.biases[0]))
 
     def _after_first(self, h: torch.Tensor) -> torch.Tensor:
