@@ -22,28 +22,60 @@ from recsys.io import atomic_write_json
 
 
 def mm_rate(m: int = 1024, k: int = 1024, n: int = 1024, *, repeats: int = 5, target_s: float = 0.2,
-            dtype: torch.dtype = torch.float32, clock: Callable[[], float] = time.process_time) -> float:
-    """Best GFLOP/s of ``torch.mm([m, k] @ [k, n])`` on the current thread count, by `clock`.
+            dtype: torch.dtype = torch.float32, clock: Callable[[], float] = time.process_time,
+            backend: str = "torch") -> float:
+    """Best GFLOP/s of one ``[m, k] @ [k, n]`` product on the current thread count, by `clock`.
 
-    The 1024^3 float32 figure on one thread is what the benchmarks call "the single-thread
-    matrix-multiply rate": the floor every achieved rate is a fraction of.
+    backend: ``torch`` (``torch.mm``: MKL for float32 on x86, oneDNN for bfloat16) or ``onednn``
+    (`recsys.models.onednn`: float32 through oneDNN with the right operand pre-packed, as serving
+    runs it). `mm_rates` measures both; the faster is "the single-thread matrix-multiply rate".
     """
     a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    out = torch.empty(m, n, dtype=dtype)
+    if backend == "onednn":
+        from recsys.models import onednn
+
+        packed = onednn.pack(b)
+
+        def product() -> None:
+            onednn.linear(a, packed, None, relu=False)
+    elif backend == "torch":
+        out = torch.empty(m, n, dtype=dtype)
+
+        def product() -> None:
+            torch.mm(a, b, out=out)
+    else:
+        raise ValueError(f"unknown matmul backend {backend!r} (torch, onednn)")
     for _ in range(3):
-        torch.mm(a, b, out=out)
+        product()
     t0, iters = clock(), 0
     while clock() - t0 < 0.05:
-        torch.mm(a, b, out=out)
+        product()
         iters += 1
     loops = max(1, int(iters * target_s / 0.05))
     best = float("inf")
     for _ in range(repeats):
         t0 = clock()
         for _ in range(loops):
-            torch.mm(a, b, out=out)
+            product()
         best = min(best, (clock() - t0) / loops)
     return 2.0 * m * n * k / best / 1e9
+
+
+def mm_rates(m: int = 1024, k: int = 1024, n: int = 1024, **kwargs: Any) -> dict[str, Any]:
+    """float32 `mm_rate` through ``torch.mm`` and through oneDNN (where this build has it).
+
+    Returns ``{"torch": GFLOP/s, "onednn": GFLOP/s or None, "best": the larger, "best_backend"}``.
+    On x86 ``torch.mm`` runs MKL, whose kernels are chosen by CPU vendor: on AMD CPUs it runs its
+    AVX2 kernels, and oneDNN (chosen by instruction set) multiplies about twice as fast. A floor
+    is the fastest way this machine has to multiply, so floors use "best".
+    """
+    from recsys.models import onednn
+
+    rates: dict[str, Any] = {"torch": mm_rate(m, k, n, **kwargs)}
+    rates["onednn"] = mm_rate(m, k, n, backend="onednn", **kwargs) if onednn.available() else None
+    rates["best_backend"] = max(("torch", "onednn"), key=lambda b: rates[b] or 0.0)
+    rates["best"] = rates[rates["best_backend"]]
+    return rates
 
 
 def peak_rss_mb() -> float:

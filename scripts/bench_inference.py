@@ -7,12 +7,16 @@ throughput does not depend on the weights). Forward passes only, evaluation mode
 also counts other processes' slices; ``--clock wall`` uses the wall clock).
 
 Method:
-1. The matmul floor: the best GFLOP/s of float32 1024x1024 @ 1024x1024 in the same process.
+1. The matmul floor: the best GFLOP/s of float32 1024x1024 @ 1024x1024 in the same process,
+   the faster of ``torch.mm`` and oneDNN (`_bench.mm_rates`; on AMD CPUs torch's MKL runs
+   AVX2 kernels and oneDNN about twice as fast).
 2. FLOPs per row: `torch.utils.flop_counter.FlopCounterMode` around one forward of 1024 rows
    (matrix products only; gathers and elementwise ops are not counted).
 3. For each batch size, the test rows are scored in order for at least ``--seconds`` of clock
    time (whole passes); rows/s = rows / time; achieved GFLOP/s = FLOPs/row x rows/s, and its
-   fraction of the matmul floor says how close inference runs to matmul-bound.
+   fraction of the matmul floor says how close inference runs to matmul-bound. Each batch size
+   is timed on torch's plain path and through oneDNN with packed weights (`Ranker.pack_cpu`,
+   what serving runs).
 ``--bf16`` repeats the largest batch under bfloat16 autocast, as a fraction of the bfloat16
 1024^3 matmul rate measured in the same run.
 
@@ -32,7 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import emit, machine, mm_rate, table  # noqa: E402
+from _bench import emit, machine, mm_rate, mm_rates, table  # noqa: E402
 
 from recsys.data.tensors import load_split  # noqa: E402
 
@@ -97,29 +101,36 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     model, source = load_ranker(Path(args.run), data)
     x = load_split(data, "test").x[:args.max_rows]
-    floor = mm_rate(clock=clock)
+    rates = mm_rates(clock=clock)
+    floor = rates["best"]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x[:1024])
+        model(x[:1024])  # not packed yet: torch's counter sees aten matmuls only
     flops = counter.get_total_flops() / min(1024, len(x))
     rows = []
+    paths = ["torch"] + (["onednn"] if rates["onednn"] else [])
     for b in batches:
-        rate = rows_per_s(model, x, b, args.seconds, clock)
-        rows.append({"batch": b, "rows_per_s": rate, "gflops": flops * rate / 1e9,
-                     "fraction_of_matmul": flops * rate / 1e9 / floor})
+        for path in paths:
+            model.pack_cpu(path == "onednn")
+            rate = rows_per_s(model, x, b, args.seconds, clock)
+            rows.append({"batch": b, "path": path, "rows_per_s": rate, "gflops": flops * rate / 1e9,
+                         "fraction_of_matmul": flops * rate / 1e9 / floor})
+    model.pack_cpu(False)
     if args.bf16:
         b = max(batches)
         rate = rows_per_s(model, x, b, args.seconds, clock, bf16=True)
         floor_bf16 = mm_rate(dtype=torch.bfloat16, clock=clock)  # a bf16 run is measured against bf16 matmul
-        rows.append({"batch": b, "bf16": True, "rows_per_s": rate, "gflops": flops * rate / 1e9,
+        rows.append({"batch": b, "bf16": True, "path": "torch", "rows_per_s": rate, "gflops": flops * rate / 1e9,
                      "matmul_gflops_bf16": floor_bf16, "fraction_of_matmul": flops * rate / 1e9 / floor_bf16})
     report = {"benchmark": "inference", "model": source, "data": str(data), "rows": len(x),
-              "threads": args.threads, "clock": args.clock, "matmul_gflops": floor, "flops_per_row": flops,
+              "threads": args.threads, "clock": args.clock, "matmul_gflops": floor, "matmul_gflops_by_backend": rates,
+              "flops_per_row": flops,
               "results": rows, "machine": machine()}
-    text = table([(r["batch"], "bf16" if r.get("bf16") else "fp32", f"{r['rows_per_s']:,.0f}",
+    text = table([(r["batch"], "bf16" if r.get("bf16") else "fp32", r["path"], f"{r['rows_per_s']:,.0f}",
                    f"{r['gflops']:.1f}", f"{100 * r['fraction_of_matmul']:.1f}%") for r in rows],
-                 ("batch", "dtype", "rows/s", "GFLOP/s", "of matmul rate"))
+                 ("batch", "dtype", "path", "rows/s", "GFLOP/s", "of matmul rate"))
     text = (f"ranker inference: {source}, {len(x):,} test rows, {args.threads} thread(s), {args.clock} clock\n"
-            f"matmul floor {floor:.1f} GFLOP/s (fp32 1024^3); {flops / 1e6:.3f} MFLOP per row (forward)\n" + text)
+            f"matmul floor {floor:.1f} GFLOP/s (fp32 1024^3, {rates['best_backend']}; torch.mm {rates['torch']:.1f}); "
+            f"{flops / 1e6:.3f} MFLOP per row (forward)\n" + text)
     emit(report, text, args.out, json_only=args.json)
     return 0
 

@@ -31,7 +31,11 @@ Method:
    per-request CPU-time median and wall p99. Floors, measured in the same run: the index's
    single-query CPU time (p50, k = 500, the same users' vectors) + the ranker's FLOPs for 500
    candidates (counted per layer: 2·in·out per row of every matmul; the request part once)
-   divided by the single-thread float32 matmul rate (``torch.mm`` 1024³, median of repeats).
+   divided by the single-thread float32 matmul rate: the faster of ``torch.mm`` and oneDNN
+   (`_bench.mm_rates`, 1024³, best of 3 per round). On x86 ``torch.mm`` runs MKL, which runs its
+   AVX2 kernels on AMD CPUs; oneDNN multiplies about twice as fast there, and the recommender
+   ranks through it (`Ranker.pack_cpu`). The same requests on the plain (``torch.mm``) path are
+   timed too, against a floor at ``torch.mm``'s rate (what runs before this one measured).
    Bars: CPU median ≤ 1.3 × floor, wall p99 ≤ 3 × floor.
 
 Usage:
@@ -67,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import faiss  # noqa: E402
 import torch  # noqa: E402
 
-from _bench import loadavg  # noqa: E402
+from _bench import loadavg, mm_rates  # noqa: E402
 from recsys.io import atomic_write_json  # noqa: E402
 
 K = 500  # candidates retrieved per request
@@ -162,17 +166,6 @@ def median_cpu(fn, repeats: int) -> float:
         fn()
         times.append(CPU() - t)
     return float(np.median(times))
-
-
-def mm_gflops(n: int = 1024, *, repeats: int = 7, target_s: float = 0.2) -> dict[str, float]:
-    """Single-thread float32 ``torch.mm`` rate of an n³ product: median and best of `repeats`."""
-    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    loops = max(1, int(target_s / max(1e-4, median_cpu(lambda: torch.mm(a, b, out=out), 3))))
-    per = [median_cpu(lambda: [torch.mm(a, b, out=out) for _ in range(loops)], 1) / loops for _ in range(repeats)]
-    flops = 2.0 * n ** 3
-    return {"median": flops / float(np.median(per)) / 1e9, "best": flops / min(per) / 1e9}
 
 
 # ----------------------------------------------------------------------------------- index bars
@@ -284,6 +277,8 @@ def ranker_flops(model, n: int) -> dict[str, Any]:
     request_x = torch.zeros(schema.width, dtype=torch.long)
     candidate_x = torch.full((n, schema.width), 0, dtype=torch.long)
     counted = {}
+    packed = any(getattr(m, "_packs", None) is not None for m in model.modules())
+    model.pack_cpu(False)  # torch's counter sees aten matmuls only, not oneDNN's
     for b in (1, 2, n):
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model.score_candidates(request_x, candidate_x[:b])
@@ -291,6 +286,7 @@ def ranker_flops(model, n: int) -> dict[str, Any]:
     counter_per = counted[2] - counted[1]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(candidate_x)
+    model.pack_cpu(packed)
     return {"layers": layers, "once": once, "per_candidate": per, "total": once + per * n if layers else counted[n],
             "counter_total": counted[n], "counter_once": counted[1] - counter_per, "counter_per_candidate": counter_per,
             "tiled_forward_total": counter.get_total_flops(), "candidates": n}
@@ -313,31 +309,40 @@ def request_bar(args, run: Path) -> dict[str, Any]:
     # change of the machine's load moves the requests and their floors together
     uvecs = np.stack([rec.user_vector(u) for u in users])
     flops = ranker_flops(rec.ranker, min(K, len(rec.item_ids)))
-    cpu, wall, parts, index_ms, rates, rounds = [], [], [], [], [], []
+    cpu, plain_cpu, wall, parts, index_ms, rates, rounds = [], [], [], [], [], [], []
     for block in np.array_split(np.arange(len(users)), args.rounds):
-        r_cpu, r_index = [], []
+        r_cpu, r_plain, r_index = [], [], []
         for i in block:
             c, w = CPU(), time.perf_counter()
             res = rec.recommend(user_id=users[i], k=10)
             wall.append(time.perf_counter() - w)
             r_cpu.append(CPU() - c)
             parts.append(res.timings_ms)
+        rec.ranker.pack_cpu(False)  # the same requests on torch's plain path
+        for i in block:
+            c = CPU()
+            rec.recommend(user_id=users[i], k=10)
+            r_plain.append(CPU() - c)
+        rec.ranker.pack_cpu(rec.onednn)
         for i in block:
             c = CPU()
             rec.index.search(uvecs[i][None], K)
             r_index.append((CPU() - c) * 1e3)
-        rate = mm_gflops(repeats=3)["median"]
+        rate = mm_rates(repeats=3, clock=CPU)
         cpu += r_cpu
+        plain_cpu += r_plain
         index_ms += r_index
         rates.append(rate)
-        r_floor = float(np.median(r_index)) + flops["total"] / (rate * 1e9) * 1e3
+        r_floor = float(np.median(r_index)) + flops["total"] / (rate["best"] * 1e9) * 1e3
         rounds.append({"cpu_ms_p50": 1e3 * float(np.median(r_cpu)), "index_ms": float(np.median(r_index)),
                        "matmul_gflops": rate, "floor_ms": r_floor, "cpu_ratio": 1e3 * float(np.median(r_cpu)) / r_floor})
     ranked = len(res.candidates)
-    gflops = {"median": float(np.median(rates)), "best": float(np.max(rates)), "rounds": rates}
+    gflops = {"median": float(np.median([r["best"] for r in rates])), "backend": rates[-1]["best_backend"],
+              "torch": float(np.median([r["torch"] for r in rates])), "rounds": rates}
     index_floor = float(np.median(index_ms))
     ranker_floor = flops["total"] / (gflops["median"] * 1e9) * 1e3
     floor = index_floor + ranker_floor
+    torch_floor = index_floor + flops["total"] / (gflops["torch"] * 1e9) * 1e3
 
     # the ranking step alone, as serving calls it (the candidates' cached rows) and as a
     # forward on the tiled rows; the same 500 candidates each call (warm caches)
@@ -356,6 +361,9 @@ def request_bar(args, run: Path) -> dict[str, Any]:
         "parts_wall_ms_p50": {k: float(np.median([p[k] for p in parts])) for k in parts[0]},
         "floor": {"index_ms": index_floor, "index_ms_p99": float(np.percentile(index_ms, 99)),
                   "ranker_flops": flops["total"], "matmul_gflops": gflops, "ranker_ms": ranker_floor, "total_ms": floor},
+        "ranked_through": "onednn" if rec.onednn else "torch",
+        "plain_path": {"cpu_ms_p50": 1e3 * float(np.median(plain_cpu)), "torch_floor_ms": torch_floor,
+                       "cpu_ratio_to_torch_floor": 1e3 * float(np.median(plain_cpu)) / torch_floor},
         "flops": flops, "rounds": rounds,
         "rank_step_cpu_ms": {"score_candidates": rank_split, "tiled_forward": rank_tiled,
                              "ranker_floor": ranker_floor},
@@ -460,7 +468,11 @@ def format_report(report: dict[str, Any]) -> str:
                   f"  wall ms p50 {req['wall_ms']['p50']:.3f}  p99 {req['wall_ms']['p99']:.3f}",
                   "  parts (wall ms p50): " + ", ".join(f"{k} {v:.3f}" for k, v in req["parts_wall_ms_p50"].items()),
                   f"  floor: index {f['index_ms']:.3f} ms + ranker {f['ranker_flops'] / 1e6:.1f} MFLOP / "
-                  f"{f['matmul_gflops']['median']:.1f} GFLOP/s = {f['ranker_ms']:.3f} ms -> {f['total_ms']:.3f} ms",
+                  f"{f['matmul_gflops']['median']:.1f} GFLOP/s ({f['matmul_gflops']['backend']}) = "
+                  f"{f['ranker_ms']:.3f} ms -> {f['total_ms']:.3f} ms; ranked through {req['ranked_through']}",
+                  f"  plain path (torch.mm, {f['matmul_gflops']['torch']:.1f} GFLOP/s): CPU p50 "
+                  f"{req['plain_path']['cpu_ms_p50']:.3f} ms = {req['plain_path']['cpu_ratio_to_torch_floor']:.2f} x its "
+                  f"floor {req['plain_path']['torch_floor_ms']:.3f} ms",
                   "  per round: CPU p50 / floor " + ", ".join(
                       f"{r['cpu_ms_p50']:.2f}/{r['floor_ms']:.2f} = {r['cpu_ratio']:.2f}" for r in req["rounds"]),
                   f"  ranker FLOPs: once {req['flops']['once'] / 1e6:.3f} M + {req['flops']['per_candidate'] / 1e3:.1f} k per "

@@ -282,19 +282,20 @@ class Ranker(nn.Module):
             self._split_cache = layout
         return layout
 
-    def pack_cpu(self) -> int:
+    def pack_cpu(self, enabled: bool = True) -> int:
         """Serve CPU float32 inference of the MLP layers through oneDNN with pre-packed weights
         (`recsys.models.onednn`): about twice torch's matmul rate on AMD CPUs. Training, autograd,
         ``torch.func`` adaptation and other devices keep the plain path; packs follow optimiser
-        steps. Returns the number of networks packed (0 where oneDNN is missing)."""
+        steps. ``enabled=False`` drops the packs. Returns the number of networks packed (0 where
+        oneDNN is missing)."""
         from recsys.models import onednn
 
-        if not onednn.available():
+        if enabled and not onednn.available():
             return 0
         networks = [m for m in self.modules() if hasattr(m, "pack_cpu") and m is not self]
         for m in networks:
-            m.pack_cpu()
-        return len(networks)
+            m.pack_cpu(enabled)
+        return len(networks) if enabled else 0
 
     def shared_modules(self) -> Iterable[nn.Module]:
         """Modules, beyond the embeddings, whose parameters more than one task depends on."""

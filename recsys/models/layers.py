@@ -125,10 +125,12 @@ class MLP(nn.Sequential):
     def _linears(self) -> list[nn.Linear]:
         return [m for m in self if isinstance(m, nn.Linear)]
 
-    def pack_cpu(self) -> None:
-        """Run CPU float32 inference through oneDNN with pre-packed weights (see the module doc)."""
+    def pack_cpu(self, enabled: bool = True) -> None:
+        """Run CPU float32 inference through oneDNN with pre-packed weights (see the module doc);
+        ``enabled=False`` drops the packs (the plain path again)."""
         self._packs = onednn.PackedWeights(lambda: [m.weight for m in self._linears()],
-                                           lambda: [onednn.pack(m.weight.t()) for m in self._linears()])
+                                           lambda: [onednn.pack(m.weight.t()) for m in self._linears()]
+                                           ) if enabled else None
         self._split_packs = {}
 
     def _packed(self, x: torch.Tensor) -> list | None:
@@ -207,11 +209,13 @@ class ParallelMLP(nn.Module):
         self._packs: onednn.PackedWeights | None = None
         self._split_packs: dict[tuple, onednn.PackedWeights] = {}
 
-    def pack_cpu(self) -> None:
+    def pack_cpu(self, enabled: bool = True) -> None:
         """Run CPU float32 inference through oneDNN with pre-packed weights (see the module doc):
-        each member's layers as their own packed matmuls with the bias and ReLU fused."""
+        each member's layers as their own packed matmuls with the bias and ReLU fused;
+        ``enabled=False`` drops the packs (the plain path again)."""
         self._packs = onednn.PackedWeights(
-            lambda: list(self.weights), lambda: [[onednn.pack(w[i]) for i in range(self.n)] for w in self.weights])
+            lambda: list(self.weights), lambda: [[onednn.pack(w[i]) for i in range(self.n)] for w in self.weights]
+        ) if enabled else None
         self._split_packs = {}
 
     def _packed(self, x: torch.Tensor) -> list | None:
@@ -221,8 +225,11 @@ class ParallelMLP(nn.Module):
         """Layers `start`.. of every member on its own input [B, in] (post-activation): [N, B, out]."""
         last = len(self.weights) - 1
         for layer in range(start, last + 1):
-            bias = self.biases[layer]
+            w, bias = self.weights[layer], self.biases[layer]
             relu = layer < last or self.activate_last
+            if w.shape[-1] == 1 and not relu:  # a tower's score: N dot products per row, faster as one bmm
+                h = torch.stack(outs)
+                return torch.baddbmm(bias.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
             outs = [onednn.linear(o, packs[layer][i], bias[i, 0], relu=relu) for i, o in enumerate(outs)]
         return torch.stack(outs)
 

@@ -54,12 +54,18 @@ def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, *, 
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "relu" if relu else "none", [], "")
 
 
+#: Fewer rows than this run the plain path: per call, oneDNN costs more than MKL, and on a few
+#: rows that outweighs its faster kernels (`scripts/bench_inference.py`: one row at a time runs at
+#: 0.4x torch's speed, 64 rows at 1.07x, 512 at 1.75x).
+MIN_ROWS = 32
+
+
 def usable(x: torch.Tensor, module: torch.nn.Module) -> bool:
-    """Whether a packed forward may run on `x`: inference (eval mode, no autograd, no
-    ``torch.func`` transform), float32 on the CPU, no autocast."""
+    """Whether a packed forward may run on `x` [..., B, in]: inference (eval mode, no autograd,
+    no ``torch.func`` transform), float32 on the CPU, no autocast, at least `MIN_ROWS` rows."""
     return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-            and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and not torch._C._are_functorch_transforms_active())
+            and x.dtype == torch.float32 and x.dim() >= 2 and x.shape[-2] >= MIN_ROWS
+            and not torch.is_autocast_enabled("cpu") and not torch._C._are_functorch_transforms_active())
 
 
 class PackedWeights:

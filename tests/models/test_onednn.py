@@ -35,7 +35,7 @@ def test_packed_scores_equal_the_plain_path(name, layout, schema, monkeypatch):
     plain = build(name, schema).eval()
     packed = copy.deepcopy(plain)
     uses_mlps = packed.pack_cpu() > 0
-    request_x, candidate_x = make_x(schema, 1, seed=1)[0], make_x(schema, 7, seed=2)
+    request_x, candidate_x = make_x(schema, 1, seed=1)[0], make_x(schema, onednn.MIN_ROWS + 3, seed=2)
     used = calls(monkeypatch)
     with torch.inference_mode():
         want_split = plain.score_candidates(request_x, candidate_x)
@@ -51,7 +51,7 @@ def test_packed_scores_equal_the_plain_path(name, layout, schema, monkeypatch):
 def test_packs_follow_an_optimiser_step_and_never_run_with_autograd(schema, monkeypatch):
     model = build("mmoe", schema)
     model.pack_cpu()
-    x = make_x(schema, 16, seed=3)
+    x = make_x(schema, onednn.MIN_ROWS, seed=3)
     used = calls(monkeypatch)
     model.train()
     loss = sum(v.sum() for v in model(x).values())  # training: plain path, gradients flow
@@ -75,7 +75,7 @@ def test_functional_call_with_other_weights_runs_the_plain_path(schema, monkeypa
     """A cold-start adapter calls the ranker with its own weights: the packs must not answer."""
     model = build("shared_bottom", schema).eval()
     model.pack_cpu()
-    x = make_x(schema, 5, seed=4)
+    x = make_x(schema, onednn.MIN_ROWS, seed=4)
     params = {k: v.detach() + 0.1 for k, v in model.named_parameters()}
     used = calls(monkeypatch)
     with torch.no_grad():
@@ -95,3 +95,16 @@ def test_deep_copies_and_state_dicts_carry_no_packs(schema):
     clone = copy.deepcopy(model)
     assert all(getattr(m, "_packs", None) is None for m in clone.modules())
     assert all(not v.is_mkldnn for v in model.state_dict().values())
+
+
+def test_a_few_rows_run_the_plain_path(schema, monkeypatch):
+    """Below MIN_ROWS oneDNN's per-call cost outweighs its kernels: the plain path answers."""
+    model = build("mmoe", schema).eval()
+    model.pack_cpu()
+    used = calls(monkeypatch)
+    with torch.no_grad():
+        model(make_x(schema, onednn.MIN_ROWS - 1, seed=5))
+    assert not used
+    with torch.no_grad():
+        model(make_x(schema, onednn.MIN_ROWS, seed=5))
+    assert used
