@@ -4,7 +4,7 @@ PyTorch multiplies float32 matrices on x86 CPUs with MKL. MKL picks its kernels 
 on AMD processors it runs its AVX2 kernels even where AVX-512 exists. oneDNN, which PyTorch
 also ships (it runs bfloat16 matmuls), picks by instruction set. On the AMD EPYC (Zen 5) our
 benchmarks run on, one thread multiplies float32 matrices at ~120 GFLOP/s through ``torch.mm``
-and at ~250-270 GFLOP/s through oneDNN (`scripts/_bench.py` measures both in every run).
+(1024³) and at ~280 through oneDNN (`scripts/_bench.py` measures both in every run).
 
 This module wraps the two oneDNN operators PyTorch itself uses for frozen CPU inference
 (``torch.ops.mkldnn._reorder_linear_weight`` packs a weight into oneDNN's blocked layout once;
@@ -30,7 +30,7 @@ import torch
 
 
 def available() -> bool:
-    """Whether this PyTorch build has oneDNN and the two operators (it does on x86 and arm64 wheels)."""
+    """Whether this PyTorch build has oneDNN and the two operators (the x86 CPU wheels do)."""
     ops = getattr(torch.ops, "mkldnn", None)
     try:
         return bool(torch.backends.mkldnn.is_available() and ops is not None
