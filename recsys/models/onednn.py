@@ -54,6 +54,10 @@ def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, *, 
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "relu" if relu else "none", [], "")
 
 
+#: Whether a ``torch.func`` transform (vmap, grad) is running; a torch without this private
+#: check counts as always running one, so the packs are never used inside a transform.
+_transform_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
+
 #: Fewer rows than this run the plain path: per call, oneDNN costs more than MKL, and on a few
 #: rows that outweighs its faster kernels (`scripts/bench_inference.py`: one row at a time runs at
 #: 0.4x torch's speed, 64 rows at 1.07x, 512 at 1.75x).
@@ -65,7 +69,7 @@ def usable(x: torch.Tensor, module: torch.nn.Module) -> bool:
     no ``torch.func`` transform), float32 on the CPU, no autocast, at least `MIN_ROWS` rows."""
     return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
             and x.dtype == torch.float32 and x.dim() >= 2 and x.shape[-2] >= MIN_ROWS
-            and not torch.is_autocast_enabled("cpu") and not torch._C._are_functorch_transforms_active())
+            and not torch.is_autocast_enabled("cpu") and not _transform_active())
 
 
 class PackedWeights:
