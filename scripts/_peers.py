@@ -259,7 +259,24 @@ class _Batches:
             yield {k: v[idx] for k, v in self.inputs.items()}, self.y[idx]
 
 
-class RechubRunner:
+class _Runner:
+    """What both peers' runners start with: their settings, and torch's and numpy's RNGs seeded.
+
+    Args:
+        arch: one of `ARCHS`.
+        seed: seeds initialisation and batch order.
+        batch_size: rows per step.
+        quiet: silence the trainer's prints.
+    """
+
+    def __init__(self, arch: str, *, seed: int, batch_size: int, quiet: bool) -> None:
+        self.arch, self.seed, self.batch_size, self.quiet = arch, seed, batch_size, quiet
+        self.esmm = arch == "esmm"
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+
+
+class RechubRunner(_Runner):
     """A torch-rechub model trained with its own ``MTLTrainer.train_one_epoch``.
 
     Args:
@@ -278,10 +295,7 @@ class RechubRunner:
                  spec: PeerSpec = PeerSpec(), quiet: bool = True) -> None:
         from torch_rechub.trainers import MTLTrainer
 
-        self.arch, self.seed, self.batch_size, self.quiet = arch, seed, batch_size, quiet
-        self.esmm = arch == "esmm"
-        torch.manual_seed(seed)
-        np.random.seed(seed)
+        super().__init__(arch, seed=seed, batch_size=batch_size, quiet=quiet)
         self.model = build_rechub(arch, schema, spec)
         kinds = ["classification"] * (3 if self.esmm else 2)
         with _quiet(quiet):
@@ -369,7 +383,7 @@ def build_deepctr(arch: str, schema: Schema, spec: PeerSpec, *, seed: int) -> nn
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
 
 
-class DeepctrRunner:
+class DeepctrRunner(_Runner):
     """A DeepCTR-Torch model trained with its own ``fit``, one epoch per call.
 
     Args: as `RechubRunner`.
@@ -379,10 +393,7 @@ class DeepctrRunner:
 
     def __init__(self, arch: str, schema: Schema, train: TensorData, *, seed: int, batch_size: int = 1024,
                  spec: PeerSpec = PeerSpec(), quiet: bool = True) -> None:
-        self.arch, self.seed, self.batch_size, self.quiet = arch, seed, batch_size, quiet
-        self.esmm = arch == "esmm"
-        torch.manual_seed(seed)
-        np.random.seed(seed)
+        super().__init__(arch, seed=seed, batch_size=batch_size, quiet=quiet)
         self.model = build_deepctr(arch, schema, spec, seed=seed)
         self.model.compile(torch.optim.Adam(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay),
                            loss=["binary_crossentropy"] * 2)

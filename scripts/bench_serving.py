@@ -59,6 +59,7 @@ import pstats
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,17 @@ def build_world(args, prepared: Path) -> dict[str, Any]:
     return summary
 
 
+def reuse_or_train(reuse: bool, directory: Path, train: Callable[[Path], Any]) -> dict[str, Any]:
+    """The manifest of the model published in `directory`: reused when `reuse` finds one there,
+    else trained afresh by ``train(directory)`` into an emptied directory."""
+    if reuse and (directory / "manifest.json").exists():
+        log(f"{directory.name}: reusing {directory}")
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+        train(directory)
+    return json.loads((directory / "manifest.json").read_text())
+
+
 def train_models(args, prepared: Path, run: Path) -> dict[str, Any]:
     """The retriever (time-bounded) and the main job's ranker (step-bounded), unless reused."""
     from recsys.config import load_config
@@ -127,29 +139,21 @@ def train_models(args, prepared: Path, run: Path) -> dict[str, Any]:
 
     torch.set_num_threads(args.train_threads)
     out: dict[str, Any] = {}
-    retriever = run / "retriever"
-    if args.reuse and (retriever / "manifest.json").exists():
-        log(f"retriever: reusing {retriever}")
-        out["retriever"] = json.loads((retriever / "manifest.json").read_text())
-    else:
-        shutil.rmtree(retriever, ignore_errors=True)
-        config = RetrieverConfig(epochs=args.retriever_epochs, max_seconds=args.retriever_seconds,
-                                 eval_rows=args.eval_rows, seed=args.seed, model_options={"out_dim": args.dim})
-        out["retriever"] = train_retriever(prepared, retriever, config, log=log)
-    ranker = run / "ranker"
-    if args.reuse and (ranker / "manifest.json").exists():
-        log(f"ranker: reusing {ranker}")
-        out["ranker"] = json.loads((ranker / "manifest.json").read_text())
-    else:
-        shutil.rmtree(ranker, ignore_errors=True)
+
+    def train_ranker(directory: Path) -> None:
         config = load_config("default", {
             "model": MAIN_RANKER["model"], "weighting": MAIN_RANKER["weighting"], "esmm": MAIN_RANKER["esmm"],
             "dataset": str(prepared), "epochs": 1, "max_steps": args.ranker_steps, "device": "cpu",
             "threads": args.train_threads, "diagnostics_every": 0, "checkpoint_every": 1_000_000, "seed": args.seed})
         start = time.perf_counter()
-        result = train(config, ranker, log=log)
-        out["ranker"] = json.loads((ranker / "manifest.json").read_text())
+        result = train(config, directory, log=log)
         log(f"ranker: {result.steps} steps in {time.perf_counter() - start:.0f}s, valid {result.valid}")
+
+    retriever_config = RetrieverConfig(epochs=args.retriever_epochs, max_seconds=args.retriever_seconds,
+                                       eval_rows=args.eval_rows, seed=args.seed, model_options={"out_dim": args.dim})
+    out["retriever"] = reuse_or_train(args.reuse, run / "retriever",
+                                      lambda d: train_retriever(prepared, d, retriever_config, log=log))
+    out["ranker"] = reuse_or_train(args.reuse, run / "ranker", train_ranker)
     return {"retriever": {k: out["retriever"].get(k) for k in ("test_recall", "seconds", "history", "model",
                                                                 "stopped_at_time_limit")},
             "ranker": {k: out["ranker"].get(k) for k in ("model", "tasks", "esmm", "steps", "best_valid")}}
