@@ -22,7 +22,7 @@ Shapes: B batch, N parallel networks, D hidden width, I input width.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -94,6 +94,17 @@ def _select(weight: torch.Tensor, cols: slice | torch.Tensor, dim: int) -> torch
     return weight.index_select(dim, cols)
 
 
+def _split_packs(cache: dict[tuple, onednn.PackedWeights], h: SplitInput, weight: Callable[[], torch.Tensor],
+                 build: Callable[[torch.Tensor], list]) -> list | None:
+    """Packs of a first layer's candidate part: ``build(weight()[:, candidate columns])``, made
+    once per column layout and kept in `cache` (None while the module holds other weights)."""
+    key = h.cols_key()
+    if key not in cache:
+        cols = h.candidate_cols
+        cache[key] = onednn.PackedWeights(lambda: [weight()], lambda: build(_select(weight(), cols, 1)))
+    return cache[key].get()
+
+
 class MLP(nn.Sequential):
     """Linear → ReLU → Dropout for each hidden width.
 
@@ -149,12 +160,7 @@ class MLP(nn.Sequential):
         packs = self._packed(h.candidates)
         if packs is not None:
             first = self[0]
-            key = h.cols_key()
-            if key not in self._split_packs:
-                cols = h.candidate_cols
-                self._split_packs[key] = onednn.PackedWeights(
-                    lambda: [first.weight], lambda: [onednn.pack(_select(first.weight, cols, 1).t())])
-            split = self._split_packs[key].get()
+            split = _split_packs(self._split_packs, h, lambda: first.weight, lambda rows: [onednn.pack(rows.t())])
             if split is not None:
                 shared = F.linear(h.request, first.weight, first.bias)  # [1, out]
                 out = onednn.linear(h.candidates, split[0], shared[0], relu=True)
@@ -253,13 +259,8 @@ class ParallelMLP(nn.Module):
                              f"{h.request.shape[-1]}")
         packs = self._packed(h.candidates)
         if packs is not None:
-            key = h.cols_key()
-            if key not in self._split_packs:
-                cols = h.candidate_cols
-                self._split_packs[key] = onednn.PackedWeights(
-                    lambda: [self.weights[0]],
-                    lambda: [onednn.pack(_select(self.weights[0][i], cols, 0)) for i in range(self.n)])
-            split = self._split_packs[key].get()
+            split = _split_packs(self._split_packs, h, lambda: self.weights[0],
+                                 lambda rows: [onednn.pack(member) for member in rows])
             if split is not None:
                 shared = torch.baddbmm(self.biases[0], h.request.expand(self.n, -1, -1), self.weights[0])  # [N, 1, out]
                 relu = len(self.weights) > 1 or self.activate_last
