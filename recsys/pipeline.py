@@ -250,6 +250,7 @@ def _coldstart(out: Path, methods, shots: tuple[int, ...], seed: int, log) -> di
     if "finetune" in options:
         options["finetune"].update(MAIN_FINETUNE_GRID)
     report = evaluate_methods(run, split, methods, shots, seed=seed, options=options,
-                              adapters_dir=out / "adapters", reuse=True, log=log)
+                              adapters_dir=out / "adapters", reuse=True,
+                              oracle_dir=out / "eval" / "coldstart" / "oracle", log=log)
     paths = write_report(report, out / "eval" / "coldstart")
     return {"markdown": format_markdown(report), "curve": str(paths["curve.png"].relative_to(out)), "report": report}

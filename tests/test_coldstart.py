@@ -251,7 +251,9 @@ def test_command_end_to_end(tmp_path, run_dir, fakes, capsys):
     res = report["results"]
     assert res["offset"]["0"]["like_auc"] == res["none"]["0"]["like_auc"]     # K = 0: no adaptation
     assert all(res[m][k]["rows"] == report["query_rows"] for m in res for k in res[m])
-    assert set(report["paired"]) == {"offset - none", "same - none"}
+    assert set(report["paired"]) == {"offset - none", "same - none", "oracle - none"}
+    assert report["oracle"]["users"] == report["users"]["measured"] and report["gap_reference"] == "oracle"
+    assert (out / "oracle" / "ranker" / "model.safetensors").exists() and "## Gap closed" in md
     curve = json.loads((out / "curve.json").read_text())
     assert {p["metric"] for p in curve["panels"]} >= {"like_auc", "click_auc", "like_user_auc", "rating_rmse"}
     assert len(curve["points"]) == len(curve["panels"]) * 3 * 3
@@ -266,6 +268,52 @@ def test_command_end_to_end(tmp_path, run_dir, fakes, capsys):
                 {n: v for n, v in res[m][k].items() if "_ms_" not in n}
     assert _main([*argv, "--json", "--reuse-fitted", "--seed", "1"]) == 0   # another seed: fitted again
     assert json.loads(capsys.readouterr().out)["fit_reused"]["offset"] is False
+
+
+def test_oracle_is_the_ranker_trained_on_the_measured_users_support(tmp_path, run_dir):
+    import polars as pl
+
+    from recsys.coldstart.harness import summarise
+    from recsys.coldstart.oracle import oracle_scores
+    from recsys.coldstart.protocol import MethodScores, cold_start_split, fixed_queries, load_run, ranker_outputs
+
+    run = load_run(run_dir)
+    split = cold_start_split(run.dataset, seed=0)
+    queries = fixed_queries(split.test, (0, 1, 3))
+    lines: list[str] = []
+    oracle, info = oracle_scores(run, queries, tmp_path / "oracle", log=lines.append)
+    data, sampler = tmp_path / "oracle" / "data", queries.sampler
+    users = sampler.users[queries.users].numpy()
+    train, added = pl.read_parquet(run.dataset / "train.parquet"), pl.read_parquet(data / "train.parquet")
+    old_size = json.loads((run.dataset / "schema.json").read_text())["fields"][0]["size"]
+    new = added.slice(train.height)
+    assert added.slice(0, train.height).equals(train)                    # the warm rows, untouched
+    assert json.loads((data / "schema.json").read_text())["fields"][0]["size"] == old_size + len(users)
+    assert info["users"] == len(users) and info["support_rows_added"] == new.height
+    for i, u in enumerate(users):                                        # each user's first 3 events, own id
+        mine = new.filter(pl.col("user_id") == int(u))
+        assert mine["f_user_id"].unique().to_list() == [old_size + int(np.searchsorted(np.sort(users), u))]
+        support = queries.support_rows(i, 3)
+        assert mine.height == len(support)
+        assert mine["item_id"].to_list() == sampler.data.item[support].tolist()
+    assert set(oracle.outputs) == set(run.tasks)
+    assert all(len(v) == len(queries.query_rows) and np.isfinite(v).all() for v in oracle.outputs.values())
+    plain = ranker_outputs(run.ranker, sampler.data.x[queries.query_rows])
+    assert not np.allclose(oracle.outputs["click"], plain["click"])     # its own user embeddings count
+    mtime = (tmp_path / "oracle" / "ranker" / "model.safetensors").stat().st_mtime_ns
+    again, _ = oracle_scores(run, queries, tmp_path / "oracle", log=lines.append)   # reused, not retrained
+    assert (tmp_path / "oracle" / "ranker" / "model.safetensors").stat().st_mtime_ns == mtime
+    assert all(np.array_equal(again.outputs[t], oracle.outputs[t]) for t in run.tasks)
+
+    none = MethodScores(plain, np.zeros(len(queries.users)), np.zeros(len(queries.users)), 0)
+    report = summarise(run, queries, {"none": {k: none for k in queries.shots}}, {"none": 0.0}, n_boot=50,
+                       seed=0, oracle=(oracle, info))
+    assert report["gap_reference"] == "oracle" and set(report["paired"]) == {"oracle - none"}
+    diff = report["paired"]["oracle - none"]["3"]["like_auc"]["diff"]
+    assert diff == pytest.approx(report["oracle"]["like_auc"] - report["results"]["none"]["3"]["like_auc"])
+    for metric, per_method in report["gap_closed"].items():               # none closes no gap, exactly
+        assert all(v == 0.0 for v in per_method["none"].values())
+        assert report["gap_intervals"][metric]["none"]["3"] == [0.0, 0.0]
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, prepared, run_dir, capsys):

@@ -44,6 +44,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--reuse-fitted", action="store_true",
                     help="load adapters saved in OUT/adapters by an earlier run (same ranker, seed, options) "
                          "instead of fitting them again")
+    ev.add_argument("--no-oracle", action="store_true",
+                    help="skip the same-user oracle (the ranker trained again with the measured users' first "
+                         "max(shots) events: one more training run); the gap closed is then measured against "
+                         "the warm users")
     ev.add_argument("--json", action="store_true", help="print coldstart.json instead of the tables")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                     help="where the ranker and adapters run (default: %(default)s; adaptation timings are "
@@ -89,7 +93,7 @@ def _cmd_evaluate(args) -> int:
         methods = list(ADAPTERS)
     report = run_coldstart(args.run, dataset=args.dataset, data_dir=args.data_dir, methods=methods,
                            shots=parse_shots(args.shots), seed=args.seed, n_boot=args.bootstrap, out=out,
-                           reuse=args.reuse_fitted, device=args.device, log=_log)
+                           reuse=args.reuse_fitted, oracle=not args.no_oracle, device=args.device, log=_log)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -104,7 +104,8 @@ def warm_reference(run: LoadedRun) -> dict[str, Any]:
 
 def summarise(run: LoadedRun, queries: FixedQueries, scores: dict[str, dict[int, MethodScores]],
               fit_seconds: dict[str, float], *, n_boot: int = 1000, seed: int = 0,
-              warm: dict[str, Any] | None = None) -> dict[str, Any]:
+              warm: dict[str, Any] | None = None,
+              oracle: tuple[MethodScores, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Metrics per (method, K), per-point intervals, paired comparisons and the gap closed.
 
     Args:
@@ -115,6 +116,9 @@ def summarise(run: LoadedRun, queries: FixedQueries, scores: dict[str, dict[int,
         n_boot: bootstrap resamples (0: no intervals).
         seed: seed of the resamples (one set of resamples shared by every method and K: paired).
         warm: `warm_reference` output, or None.
+        oracle: `recsys.coldstart.oracle.oracle_scores` output (the same users and query rows,
+            their support pools trained on), or None. When given, the gap closed is measured
+            against it, with bootstrap intervals, and ``oracle - none`` is a paired comparison.
 
     Returns:
         The report (JSON-ready; K keys are strings).
@@ -144,15 +148,31 @@ def summarise(run: LoadedRun, queries: FixedQueries, scores: dict[str, dict[int,
         for a, b in comparison_pairs(methods):
             paired[f"{a} - {b}"] = {str(k): S.compare(point[a][k], point[b][k], boot[a][k], boot[b][k])
                                     for k in queries.shots}
+    oracle_report, oracle_point, oracle_boot = None, None, None
+    if oracle is not None:
+        stats = S.user_stats(y, predictions(oracle[0].outputs, run.tasks, run.esmm), queries.query_user, n_users,
+                             run.tasks, truth=truth, esmm=run.esmm)
+        oracle_point = S.metric_values(stats)
+        oracle_report = {**S.point_metrics(stats), **oracle[1], "rows": len(rows)}
+        if counts is not None:
+            oracle_boot = S.metric_values(stats, counts)
+            oracle_report["intervals"] = {name: _percentiles(v) for name, v in oracle_boot.items()}
+            if BASELINE in methods:
+                paired[f"oracle - {BASELINE}"] = {
+                    str(k): S.compare(oracle_point, point[BASELINE][k], oracle_boot, boot[BASELINE][k])
+                    for k in queries.shots}
     report: dict[str, Any] = {
         "run": str(run.run_dir), "dataset": str(run.dataset), "tasks": list(run.tasks), "esmm": run.esmm,
         "methods": methods, "shots": list(queries.shots), "seed": seed, "bootstrap": n_boot,
         "users": {"test": len(queries.sampler), "measured": n_users, "excluded_no_query": queries.excluded},
         "query_rows": len(rows), "fit_seconds": fit_seconds, "results": results, "intervals": intervals,
-        "paired": paired, "best_meta": best_meta(results, queries.shots), "warm": warm,
+        "paired": paired, "best_meta": best_meta(results, queries.shots), "warm": warm, "oracle": oracle_report,
         "truth": sorted(truth),
     }
+    report["gap_reference"] = "oracle" if oracle_report else "warm"
     report["gap_closed"] = gap_closed(report)
+    if oracle_boot is not None and BASELINE in methods:
+        report["gap_intervals"] = gap_intervals(report["gap_closed"], point, boot, oracle_point, oracle_boot)
     return report
 
 
@@ -182,13 +202,14 @@ def best_meta(results: dict[str, dict[str, Any]], shots: Sequence[int], metric: 
 
 
 def gap_closed(report: dict[str, Any]) -> dict[str, dict[str, dict[str, float | None]]]:
-    """metric -> method -> K -> (m(method) − m(none)) / (m(warm) − m(none)).
+    """metric -> method -> K -> (m(method) − m(none)) / (m(ref) − m(none)), where ref is the
+    report's ``gap_reference``: the same-user oracle when there is one, else the warm users.
 
-    A metric is left out where the warm reference is not above `none` at some K (warm users
-    are other users on other events, and new users' later events can be easier to rank): a
-    share of a gap that is not there means nothing.
+    A metric is left out where the reference is not above `none` at some K (warm users are
+    other users on other events, and new users' later events can be easier to rank): a share
+    of a gap that is not there means nothing.
     """
-    warm, results = report.get("warm") or {}, report["results"]
+    warm, results = report.get(report.get("gap_reference", "warm")) or {}, report["results"]
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for metric in GAP_METRICS:
         if warm.get(metric) is None or BASELINE not in results:
@@ -203,6 +224,25 @@ def gap_closed(report: dict[str, Any]) -> dict[str, dict[str, dict[str, float | 
                 value = res.get(metric)
                 base = results[BASELINE][k][metric]
                 out[metric][m][k] = None if value is None else (value - base) / (warm[metric] - base)
+    return out
+
+
+def gap_intervals(gaps: dict[str, dict[str, dict[str, float | None]]],
+                  point: dict[str, dict[int, dict[str, np.ndarray]]], boot: dict[str, dict[int, dict[str, np.ndarray]]],
+                  oracle_point: dict[str, np.ndarray], oracle_boot: dict[str, np.ndarray]
+                  ) -> dict[str, dict[str, dict[str, list[float] | None]]]:
+    """95% paired bootstrap intervals of the gap closed (against the oracle), for every metric,
+    method and K of `gaps`: the share recomputed on each resample of users."""
+    out: dict[str, dict[str, dict[str, list[float] | None]]] = {}
+    for metric, per_method in gaps.items():
+        out[metric] = {}
+        for m, per_k in per_method.items():
+            out[metric][m] = {}
+            for k in per_k:
+                base = boot[BASELINE][int(k)][metric]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    share = (boot[m][int(k)][metric] - base) / (oracle_boot[metric] - base)
+                out[metric][m][k] = _percentiles(share)
     return out
 
 
@@ -221,7 +261,7 @@ def _percentiles(values: np.ndarray) -> list[float] | None:
 
 
 def evaluate_methods(run: LoadedRun, split: ColdStartSplit, methods: Sequence[str], shots: Sequence[int], *,
-                     n_boot: int = 1000, seed: int = 0, warm: bool = True,
+                     n_boot: int = 1000, seed: int = 0, warm: bool = True, oracle_dir: Path | None = None,
                      options: dict[str, dict[str, Any]] | None = None, adapters_dir: Path | None = None,
                      reuse: bool = False, log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """The whole cold-start evaluation of `methods` at every K in `shots` (see the module docstring).
@@ -234,6 +274,8 @@ def evaluate_methods(run: LoadedRun, split: ColdStartSplit, methods: Sequence[st
         n_boot: paired bootstrap resamples (0: none).
         seed: bootstrap seed.
         warm: compute the warm-user reference.
+        oracle_dir: train (or reuse) the same-user oracle here (`recsys.coldstart.oracle`) and
+            measure the gap closed against it; None: no oracle.
         options: adapter name -> options passed to `build_adapter`.
         adapters_dir: save each fitted adapter here (``NAME/adapter.json`` …), e.g. for serving.
         reuse: load adapters saved in `adapters_dir` for this ranker and seed instead of refitting.
@@ -248,8 +290,13 @@ def evaluate_methods(run: LoadedRun, split: ColdStartSplit, methods: Sequence[st
         f"K={queries.shots[-1]} left out), {len(queries.query_rows)} query rows, methods {', '.join(methods)}")
     scores, fit_seconds, reused = score_methods(run, split, methods, queries, options=options, seed=seed,
                                                 adapters_dir=adapters_dir, reuse=reuse, log=log)
+    oracle = None
+    if oracle_dir is not None:
+        from recsys.coldstart.oracle import oracle_scores
+
+        oracle = oracle_scores(run, queries, Path(oracle_dir), log=log)
     report = summarise(run, queries, scores, fit_seconds, n_boot=n_boot, seed=seed,
-                       warm=warm_reference(run) if warm else None)
+                       warm=warm_reference(run) if warm else None, oracle=oracle)
     report["users"].update(coldstart=split.n_cold, valid=len(split.valid))
     report["fit_reused"] = reused
     return report
@@ -258,9 +305,10 @@ def evaluate_methods(run: LoadedRun, split: ColdStartSplit, methods: Sequence[st
 def run_coldstart(run_dir: str | Path, *, dataset: str | None = None, data_dir: str | Path = "data",
                   methods: Sequence[str] = (BASELINE,), shots: Sequence[int] = (0, 1, 3, 5, 10, 20),
                   seed: int = 0, n_boot: int = 1000, out: str | Path | None = None, reuse: bool = False,
-                  device: str = "cpu", log: Callable[[str], None] = _stderr) -> dict[str, Any]:
+                  oracle: bool = True, device: str = "cpu", log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Load the run, evaluate, and write coldstart.json / .md, curve.png / .json to `out`
-    (default RUN/coldstart), the fitted adapters to ``out/adapters/NAME``. Inputs are checked
+    (default RUN/coldstart), the fitted adapters to ``out/adapters/NAME`` and, with `oracle`, the
+    same-user oracle (one more training run of the ranker) to ``out/oracle``. Inputs are checked
     before anything is fitted; `reuse` loads adapters fitted by an earlier call instead. `device`
     (``cpu``, ``cuda``, ``auto``) is where the ranker and the adapters run."""
     from recsys.train import resolve_device
@@ -274,6 +322,6 @@ def run_coldstart(run_dir: str | Path, *, dataset: str | None = None, data_dir: 
     split = cold_start_split(run.dataset, seed=seed)
     out = Path(out) if out else Path(run_dir) / "coldstart"
     report = evaluate_methods(run, split, methods, shots, n_boot=n_boot, seed=seed, adapters_dir=out / "adapters",
-                              reuse=reuse, log=log)
+                              reuse=reuse, oracle_dir=out / "oracle" if oracle else None, log=log)
     write_report(report, out)
     return report

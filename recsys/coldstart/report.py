@@ -44,7 +44,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def format_markdown(report: dict[str, Any]) -> str:
     """coldstart.md: headline curve, metric × method per K, gap closed, paired intervals, timings."""
     methods, shots, res = report["methods"], [str(k) for k in report["shots"]], report["results"]
-    warm = report.get("warm") or {}
+    warm, oracle = report.get("warm") or {}, report.get("oracle") or {}
+    ref = report.get("gap_reference", "warm")
     users = report["users"]
     lines = ["# Cold-start evaluation", "",
              f"Run `{report['run']}` on `{report['dataset']}` (tasks {', '.join(report['tasks'])}"
@@ -54,30 +55,42 @@ def format_markdown(report: dict[str, Any]) -> str:
              f"method (each user's events after their first {shots[-1]}). Support = a user's first K events.",
              f"Bootstrap: {report['bootstrap']} resamples of test users (seed {report['seed']}), paired across methods."
              + (f" Warm reference: the ranker on {warm['users']} warm users' test rows ({warm['rows']} rows)."
-                if warm else ""), ""]
+                if warm else "")
+             + (f" Oracle: the ranker trained again with these {oracle['users']} users' first {oracle['k_max']} "
+                f"events among its training rows ({oracle['support_rows_added']} rows, under user ids of their own), "
+                "scored on the same query rows." if oracle else ""), ""]
+    refs = [name for name, r in (("warm", warm), ("oracle", oracle)) if r]
     lines += ["## Like AUC against K", ""]
     lines += _table(["method", *(f"K={k}" for k in shots)],
                     [[m, *(_f(res[m][k].get("like_auc")) for k in shots)] for m in methods]
-                    + ([["warm", *([_f(warm.get("like_auc"))] * len(shots))]] if warm else []))
+                    + [[name, *([_f(report[name].get("like_auc"))] * len(shots))] for name in refs])
     for k in shots:
         lines += ["", f"## K = {k}", ""]
-        rows = [[LABELS[name], *(_f(res[m][k].get(name)) for m in methods), _f(warm.get(name))]
-                for name in _metrics(report)]
+        rows = [[LABELS[name], *(_f(res[m][k].get(name)) for m in methods), _f(warm.get(name)),
+                 *([_f(oracle.get(name))] if oracle else [])] for name in _metrics(report)]
         rows.append(["users / fallbacks", *(f"{res[m][k]['users']} / {res[m][k]['fallbacks']}" for m in methods),
-                     "–"])
-        lines += _table(["metric", *methods, "warm"], rows)
-    if warm:
+                     "–", *(["–"] if oracle else [])])
+        lines += _table(["metric", *methods, "warm", *(["oracle"] if oracle else [])], rows)
+    if ref == "oracle":
+        lines += ["", "## Gap closed: (method − none) / (oracle − none)", "",
+                  "1 = as good as the ranker that trained on the same users' first "
+                  f"{oracle['k_max']} events, on the same query rows; [95% paired bootstrap interval]."]
+    elif warm:
         lines += ["", "## Gap closed: (method − none) / (warm − none)", "",
                   "1 = as good as the ranker on warm users; undefined where the warm reference is not above "
                   "`none` (warm users are other users on other events)."]
+    intervals = report.get("gap_intervals", {})
     for metric, gap in report.get("gap_closed", {}).items():
+        ci = intervals.get(metric, {})
         lines += ["", f"### {LABELS[metric]}", ""]
-        lines += _table(["method", *(f"K={k}" for k in shots)], [[m, *(_f(gap[m][k]) for k in shots)] for m in methods])
+        lines += _table(["method", *(f"K={k}" for k in shots)],
+                        [[m, *(_f(gap[m][k]) + _interval((ci.get(m) or {}).get(k)) for k in shots)] for m in methods])
+    reference = report.get(ref) or {}
     undefined = [LABELS[m] for m in ("like_auc", "like_click_auc")
-                 if warm.get(m) is not None and m not in report.get("gap_closed", {})]
+                 if reference.get(m) is not None and m not in report.get("gap_closed", {})]
     if undefined:
-        lines += ["", f"Undefined for {', '.join(undefined)}: warm "
-                  + ", ".join(f"{_f(warm.get(m))} vs none {_f(res['none'][shots[0]].get(m))}"
+        lines += ["", f"Undefined for {', '.join(undefined)}: {ref} "
+                  + ", ".join(f"{_f(reference.get(m))} vs none {_f(res['none'][shots[0]].get(m))}"
                               for m in ("like_auc", "like_click_auc") if LABELS[m] in undefined) + "."]
     if report["paired"]:
         lines += ["", "## Paired differences (mean difference [95% bootstrap interval]; * = excludes 0)", "",
@@ -100,6 +113,10 @@ def format_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(ci: list[float] | None) -> str:
+    return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
+
 def _cell(row: dict[str, Any]) -> str:
     if row["lo"] is None:
         return _f(row["diff"], signed=True)
@@ -108,11 +125,12 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 def curve_data(report: dict[str, Any]) -> dict[str, Any]:
-    """The curves in long form for Altair: ``points`` (metric, method, k, value, lo, hi) and ``warm``."""
+    """The curves in long form for Altair: ``points`` (metric, method, k, value, lo, hi), and the
+    reference levels ``warm`` and ``oracle`` (metric, value)."""
     present = set(_metrics(report))
     panels = [{"metric": m, "label": LABELS[m], "higher_is_better": not m.endswith(("rmse", "mae"))}
               for m in PANELS if m in present]
-    points, warm = [], []
+    points, warm, oracle = [], [], []
     for p in panels:
         name = p["metric"]
         for method in report["methods"]:
@@ -122,11 +140,15 @@ def curve_data(report: dict[str, Any]) -> dict[str, Any]:
                                "value": report["results"][method][str(k)].get(name), "lo": ci[0], "hi": ci[1]})
         if (report.get("warm") or {}).get(name) is not None:
             warm.append({"metric": name, "value": report["warm"][name]})
-    return {"x": "k", "x_label": "K (support events per new user)", "panels": panels, "points": points, "warm": warm}
+        if (report.get("oracle") or {}).get(name) is not None:
+            oracle.append({"metric": name, "value": report["oracle"][name]})
+    return {"x": "k", "x_label": "K (support events per new user)", "panels": panels, "points": points, "warm": warm,
+            "oracle": oracle}
 
 
 def plot_curves(curve: dict[str, Any], path: str | Path, *, title: str = "") -> None:
-    """Draw `curve_data` to a PNG: one panel per metric, one line per method, warm dashed."""
+    """Draw `curve_data` to a PNG: one panel per metric, one line per method, warm dashed,
+    the oracle dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,6 +173,9 @@ def plot_curves(curve: dict[str, Any], path: str | Path, *, title: str = "") -> 
         for w in curve["warm"]:
             if w["metric"] == panel["metric"]:
                 ax.axhline(w["value"], color="black", ls="--", lw=1, label="warm users")
+        for w in curve.get("oracle", []):
+            if w["metric"] == panel["metric"]:
+                ax.axhline(w["value"], color="grey", ls=":", lw=1.5, label="oracle (same users, trained on)")
         ax.set_xscale("symlog", linthresh=1)
         ks = sorted({p["k"] for p in curve["points"]})
         ax.set_xticks(ks)
