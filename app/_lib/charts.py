@@ -75,9 +75,10 @@ def pareto(data: dict[str, Any]) -> alt.Chart:
     return alt.layer(*layers).properties(height=420).interactive()
 
 
-def coldstart(points: pd.DataFrame, warm: float | None, *, title: str, x_label: str, bands: bool = True) -> alt.Chart:
+def coldstart(points: pd.DataFrame, warm: float | None, *, title: str, x_label: str, bands: bool = True,
+              oracle: float | None = None) -> alt.Chart:
     """The metric against support size K: one line per method (with its 95% band when `bands`),
-    the ranker on warm users dashed."""
+    the ranker on warm users dashed, the same-user oracle dotted."""
     enc_x = alt.X("k:Q", title=x_label, scale=alt.Scale(type="symlog"), axis=alt.Axis(values=sorted(points["k"].unique().tolist())))
     line = alt.Chart(points).mark_line(point=True).encode(
         x=enc_x, y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
@@ -91,6 +92,10 @@ def coldstart(points: pd.DataFrame, warm: float | None, *, title: str, x_label: 
     if warm is not None:
         layers.append(alt.Chart(pd.DataFrame({"warm": [warm], "label": ["warm users"]}))
                       .mark_rule(color="black", strokeDash=[6, 4]).encode(y="warm:Q", tooltip=["label:N", "warm:Q"]))
+    if oracle is not None:
+        layers.append(alt.Chart(pd.DataFrame({"oracle": [oracle], "label": ["oracle: the same users, trained on"]}))
+                      .mark_rule(color="grey", strokeDash=[2, 3], strokeWidth=2)
+                      .encode(y="oracle:Q", tooltip=["label:N", "oracle:Q"]))
     return alt.layer(*layers).properties(height=360).interactive(bind_y=False)
 
 

@@ -80,10 +80,13 @@ with ui.guard("the cold-start curve"):
             points = pd.DataFrame(curve.get("points") or [])
             points = points[(points["metric"] == metric) & points["value"].notna()]
             warm = next((w["value"] for w in curve.get("warm", []) if w["metric"] == metric), None)
+            oracle = next((w["value"] for w in curve.get("oracle", []) if w["metric"] == metric), None)
             bands = st.checkbox("Show the 95% bands", value=points["method"].nunique() <= 3, key="cs_bands")
             st.altair_chart(charts.coldstart(points, warm, title=labels[metric], x_label=curve.get("x_label", "K"),
-                                             bands=bands), width="stretch")
-            st.caption("One line per method; bands: 95% bootstrap over users; dashed: the ranker on warm users.")
+                                             bands=bands, oracle=oracle), width="stretch")
+            st.caption("One line per method; bands: 95% bootstrap over users; dashed: the ranker on warm users; "
+                       "dotted: the oracle, the ranker trained with these new users' first events (the level "
+                       "adaptation aims for).")
 with ui.guard("the cold-start table"):
     report = artifacts.read_json(cs_dir / "coldstart.json")
     if report is None:
