@@ -54,6 +54,12 @@ def check(report: dict[str, Any], adapter: str, *, taste: bool) -> list[dict[str
     row(f"K={GAP_K}: share of the none → {ref} gap closed, like AUC (≥ {GAP_SHARE})",
         "undefined" if gap is None else f"{gap:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
         gap is not None and gap >= GAP_SHARE)
+    warm, none = (report.get("warm") or {}).get("like_auc"), report["results"]["none"][str(GAP_K)].get("like_auc")
+    if ref != "warm" and warm is not None and none is not None:
+        mine = report["results"][adapter][str(GAP_K)].get("like_auc")
+        row(f"K={GAP_K}: the same share against the warm users (other users)",
+            f"{(mine - none) / (warm - none):.2f}" if warm > none else f"undefined (warm {warm:.4f} <= none {none:.4f})",
+            None)
     d = diff(f"{adapter} - none", TASTE_K, "like_user_auc")
     ok = d is not None and d["lo"] is not None and d["diff"] >= TASTE_GAIN and d["lo"] > 0
     row(f"K={TASTE_K}: per-user like AUC − none (≥ {TASTE_GAIN}" + (")" if taste else "; reported, not judged)"),
@@ -73,6 +79,14 @@ def check(report: dict[str, Any], adapter: str, *, taste: bool) -> list[dict[str
     return rows
 
 
+def print_rows(path: Path | str, adapter: str, report: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    print(f"\n{path}: adapter {adapter} (best meta-learner in the report: {report.get('best_meta')}), "
+          f"{report['users']['measured']} measured users")
+    for r in rows:
+        verdict = {True: "PASS", False: "FAIL", None: "info"}[r["pass"]]
+        print(f"  {verdict:4}  {r['goal']:<62} {r['value']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from recsys.pipeline import DEFAULT_ADAPTER
 
@@ -89,14 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         failed |= any(r["pass"] is False for r in rows)
         out.append({"report": str(path), "adapter": args.adapter, "best_meta": report.get("best_meta"),
                     "users": report["users"]["measured"], "rows": rows})
+        if not args.json:
+            print_rows(path, args.adapter, report, rows)
     if args.json:
         print(json.dumps(out, indent=2))
-    for item in out:
-        print(f"\n{item['report']}: adapter {item['adapter']} (best meta-learner in the report: "
-              f"{item['best_meta']}), {item['users']} measured users")
-        for r in item["rows"]:
-            verdict = {True: "PASS", False: "FAIL", None: "info"}[r["pass"]]
-            print(f"  {verdict:4}  {r['goal']:<62} {r['value']}")
     return 1 if failed else 0
 
 
