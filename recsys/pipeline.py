@@ -7,7 +7,8 @@ directory (default ``runs/main``) that serving and the app read:
     retriever/     the two-tower retriever and its item vectors
     index.json     the chosen index type and tuned parameters (rebuilt from the vectors)
     adapters/      fitted cold-start adapters
-    eval/          ranker.json, retrieval.json, end_to_end.json, coldstart/ …
+    eval/          ranker.json, retrieval.json, end_to_end.json, coldstart/ (with oracle/: the
+                   ranker trained again with the measured new users' first events, the gap's reference)
     report.md      tables and plots of all of it
 
 A step whose output is complete is not redone, so a second run is quick; ``fresh=True``
@@ -84,7 +85,7 @@ def run_main_job(*, data_dir: str | Path = "data", out: str | Path = "runs/main"
         ranker_eval = _evaluate_ranker(out, log)
     with step("evaluate: retrieval recall and the end-to-end recommender"):
         e2e = evaluate_end_to_end(out, log=log)
-    with step("cold start: adapters for new users"):
+    with step("cold start: adapters for new users, and the same-user oracle"):
         cold = _coldstart(out, coldstart_methods, coldstart_shots, seed, log)
     with step("report"):
         from recsys.report import write_report
