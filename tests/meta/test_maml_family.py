@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import OPTIONS
 
-from recsys.errors import CheckpointError
+from recsys.errors import CheckpointError, ConfigError
 from recsys.meta import inner_loop as inner_loop_module
 from recsys.meta.functional import FunctionalRanker, episode_loss
 from recsys.meta.registry import build_adapter
@@ -134,8 +134,28 @@ def test_finetune_selection_is_a_grid_point_kept_in_the_state_dict(fitted):
     assert point["scope"] in o["scopes"] and point["optimizer"] in o["optimizers"]
     assert point["lr"] in o["lrs"] and point["steps"] in o["steps"]
     assert point["reduction"] in o["reductions"]
-    assert {"scope_index", "optimizer_index", "reduction_index", "lr", "n_steps", "fitted"} <= set(ft.state_dict())
-    assert len(ft.grid_) == 2 * 3 * 2 * 2  # scopes x (sgd mean, sgd sum, adam) x lrs x steps
+    assert {"scope_index", "optimizer_index", "reduction_index", "lr", "n_steps", "support_rows",
+            "fitted"} <= set(ft.state_dict())
+    assert len(ft.grid_) == 2 * 3 * 2 * 2  # scopes x (sgd mean, sgd sum, adam) x lrs x steps (valid_k 1: one K)
+
+
+def test_finetune_selects_a_point_per_support_size_and_uses_the_nearest(meta_world):
+    from recsys.meta.registry import build_adapter
+
+    options = {**OPTIONS["finetune"], "valid_ks": (1, 2)}
+    ft = build_adapter("finetune", meta_world.ranker, esmm=True, **options).fit(
+        meta_world.train, meta_world.valid, log=lambda m: None)
+    assert len(ft.grid_) == 2 * (2 * 3 * 2 * 2) and {g[0] for g in ft.grid_} == {1, 2}
+    rows = ft.support_rows.tolist()
+    assert rows[0] < rows[1]                                            # more events, more rows
+    for i, k in enumerate((1, 2)):
+        best = max((g for g in ft.grid_ if g[0] == k), key=lambda g: g[-1])
+        point = ft.selected(int(round(rows[i])))
+        assert point["k"] == k and (point["scope"], point["optimizer"], point["reduction"], point["lr"],
+                                    point["steps"]) == best[1:6]
+    assert ft.selected(1)["k"] == 1 and ft.selected(10_000)["k"] == 2 and ft.selected()["k"] == 2
+    with pytest.raises(ConfigError, match="valid_ks"):
+        build_adapter("finetune", meta_world.ranker, esmm=True, **{**options, "valid_ks": (0,)})
 
 
 def test_scopes_and_the_functional_ranker(meta_world):
