@@ -3,12 +3,13 @@
 The transfer-learning baseline of the seed notes ("fine-tune certain layers"), made strong: the
 adapted tensors (a scope of `recsys.meta.functional`: output offsets, the user vector, the last
 layer, the task towers, everything), the optimiser (Adam or SGD), its learning rate and the
-number of steps are chosen together by a grid search on the *validation* new users, once at
-each support size of `valid_ks` (default 1 and `valid_k` = 5): a point tuned for 5 events
-can over-fit one event (on one MovieLens split, mean loss, lr 0.1, 2 steps: like AUC −0.009 at
-K = 1, below no adaptation), so a user is adapted with the point selected at the support size
-nearest theirs (in support rows, on a log scale). The grid is bounded (<= 10 steps) so that
-adapting one user stays live.
+number of steps are chosen together by a grid search on the *validation* new users, scored
+by the mean validation like AUC over the support sizes `valid_ks` (default K = 1 and `valid_k`
+= 5), and the chosen point is then used for every K. One point serves users with any number of
+events, so it is tuned for both ends: a point tuned at K = 5 alone can over-fit one event (on
+one MovieLens-100k split, mean loss, lr 0.1, 2 steps: like AUC −0.009 below no adaptation at
+K = 1), and a point tuned at K = 1 alone rests on one event per validation user. The grid is
+bounded (<= 10 steps) so that adapting one user stays live.
 
 Each step is the masked multi-task loss of training (ESMM-aware) on the support rows, computed
 functionally on copies starting from the trained ranker's values (`torch.func.functional_call`),
@@ -18,8 +19,8 @@ users at once under `torch.func.vmap`, keeping the parameters after every step, 
 
 Example:
     >>> adapter = build_adapter("finetune", ranker, esmm=True).fit(warm, valid)   # doctest: +SKIP
-    >>> adapter.selected()                          # the point for the largest K  # doctest: +SKIP
-    {'scope': 'user', 'optimizer': 'sgd', 'reduction': 'sum', 'lr': 0.01, 'steps': 5, 'k': 5, 'rows': 30.0}
+    >>> adapter.selected()                                                        # doctest: +SKIP
+    {'scope': 'user', 'optimizer': 'sgd', 'reduction': 'sum', 'lr': 0.01, 'steps': 5}
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ class FineTune(Adapter):
             choice); a ``sum`` support loss moves the parameters further the more events a
             user has, a ``mean`` one the same distance for 1 event as for 20.
         clip: global-norm clip of each gradient.
-        valid_k: the largest K of the validation support sets; valid_ks: the K values a point
-            is selected at (default: 1 and valid_k); query_after: validation query rows start
-            after this many events; chunk: users per vmap call in the grid search.
+        valid_k: the largest K of the validation support sets; valid_ks: the K values whose
+            mean validation score selects the point (default: 1 and valid_k); query_after:
+            validation query rows start after this many events; chunk: users per vmap call in
+            the grid search.
 
     Before `fit` (or with one-point grids) the first scope and optimiser, the middle learning
-    rate and the middle step count are used at every K.
+    rate and the middle step count are used.
     """
 
     name = "finetune"
@@ -91,35 +93,19 @@ class FineTune(Adapter):
         if not isinstance(ks, list | tuple) or not ks or any(int(k) < 1 for k in ks):
             raise ConfigError(f"option valid_ks of adapter 'finetune' must be a non-empty list of K >= 1, got {ks!r}")
         self.valid_ks = tuple(sorted({int(k) for k in ks}))
-        n = len(self.valid_ks)
-        self.register_buffer("scope_index", torch.zeros(n, dtype=torch.long))
-        self.register_buffer("optimizer_index", torch.zeros(n, dtype=torch.long))
-        self.register_buffer("reduction_index", torch.zeros(n, dtype=torch.long))
-        self.register_buffer("lr", torch.full((n,), float(lrs[len(lrs) // 2]), dtype=torch.float64))
-        self.register_buffer("n_steps", torch.full((n,), int(steps[len(steps) // 2]), dtype=torch.long))
-        # median support rows of the validation users at each K: how a support set finds its point
-        self.register_buffer("support_rows", torch.tensor(self.valid_ks, dtype=torch.float64))
+        self.register_buffer("scope_index", torch.tensor(0))
+        self.register_buffer("optimizer_index", torch.tensor(0))
+        self.register_buffer("reduction_index", torch.tensor(0))
+        self.register_buffer("lr", torch.tensor(float(lrs[len(lrs) // 2]), dtype=torch.float64))
+        self.register_buffer("n_steps", torch.tensor(int(steps[len(steps) // 2])))
         self.register_buffer("fitted", torch.tensor(False))
 
-    def _point(self, rows: int | None) -> int:
-        """Index of the K whose validation support size (rows) is nearest `rows` on a log scale
-        (None: the largest K)."""
-        if rows is None or len(self.valid_ks) == 1:
-            return len(self.valid_ks) - 1
-        gap = (self.support_rows.clamp_min(1).log() - math.log(max(int(rows), 1))).abs()
-        return int(torch.argmin(gap))
-
-    def selected(self, rows: int | None = None) -> dict[str, Any]:
-        """The grid point used for a support set of `rows` rows (None: the one of the largest K):
-        scope, optimizer, reduction, lr, steps, and the K and validation rows it was selected at."""
-        return self._selected_at(self._point(rows))
-
-    def _selected_at(self, i: int) -> dict[str, Any]:
-        return {"scope": self.options["scopes"][int(self.scope_index[i])],
-                "optimizer": self.options["optimizers"][int(self.optimizer_index[i])],
-                "reduction": self.options["reductions"][int(self.reduction_index[i])],
-                "lr": float(self.lr[i]), "steps": int(self.n_steps[i]), "k": self.valid_ks[i],
-                "rows": float(self.support_rows[i])}
+    def selected(self) -> dict[str, Any]:
+        """The grid point in use: scope, optimizer, reduction, lr, steps."""
+        return {"scope": self.options["scopes"][int(self.scope_index)],
+                "optimizer": self.options["optimizers"][int(self.optimizer_index)],
+                "reduction": self.options["reductions"][int(self.reduction_index)],
+                "lr": float(self.lr), "steps": int(self.n_steps)}
 
     # ------------------------------------------------------------------ adapt
 
@@ -132,10 +118,10 @@ class FineTune(Adapter):
         self.check_support(support_x, support_y)
         if len(support_x) == 0:
             return self.base_scorer()
-        point = self.selected(len(support_x))
+        point = self.selected()
         with torch.no_grad(), self.fr.eval_mode():
             e = self.fr.embed(support_x)
-            init = self.fr.initial(self.scope_names[self.options["scopes"].index(point["scope"])])
+            init = self.fr.initial(self.scope_names[int(self.scope_index)])
             mask = torch.ones(len(e), dtype=torch.bool, device=e.device)
             params = self._run(init, e, support_y.to(e.dtype), mask,
                                optimizer=point["optimizer"], reduction=point["reduction"], lr=point["lr"],
@@ -149,52 +135,46 @@ class FineTune(Adapter):
     def fit(self, train: EpisodeSampler, valid: EpisodeSampler, *, log: Callable[[str], None] = print,
             checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None
             ) -> FineTune:
-        episodes = self.validation_episodes(valid)
-        self.grid_ = []
-        with torch.no_grad(), self.fr.eval_mode():
-            query_e = [self.fr.embed(episodes.query(u)[0]) for u in range(len(episodes))]
-            for i, k in enumerate(self.valid_ks):
-                support = episodes.support(k)
-                score, si, oi, ri, lr, n = self._select(episodes, support, query_e, k, log)
-                self.scope_index[i], self.optimizer_index[i], self.reduction_index[i] = si, oi, ri
-                self.lr[i], self.n_steps[i] = lr, n
-                sizes = support.mask.sum(1)
-                self.support_rows[i] = float(sizes[sizes > 0].double().median()) if bool((sizes > 0).any()) else k
-                log(f"finetune: selected at K={k} ({float(self.support_rows[i]):g} support rows): "
-                    f"{self._selected_at(i)} (validation like AUC {score:.4f})")
-        self.fitted.fill_(True)
-        log(f"finetune: {len(self.grid_)} grid points at K = {', '.join(map(str, self.valid_ks))}")
-        return self
-
-    def _select(self, episodes: EvalEpisodes, support, query_e: list[Tensor], k: int,
-                log: Callable[[str], None]) -> tuple[float, int, int, int, float, int]:
-        """The best grid point on the validation users at support size `k`: (score, scope,
-        optimiser and reduction indices, lr, steps); every point scored is added to ``grid_``."""
         o = self.options
+        episodes = self.validation_episodes(valid)
+        supports = [episodes.support(k) for k in self.valid_ks]
         steps = sorted({int(s) for s in o["steps"]})
         best: tuple[float, int, int, int, float, int] | None = None
         rows = []
-        for si, names in enumerate(self.scope_names):
-            for oi, opt in enumerate(o["optimizers"]):
-                for ri, red in enumerate(o["reductions"]):
-                    if opt == "adam" and red == "sum" and "mean" in o["reductions"]:
-                        continue  # Adam's steps do not depend on the loss's scale: the same points
-                    for lr in o["lrs"]:
-                        scores = self._grid_scores(episodes, support, query_e, names, opt, red, float(lr), steps)
-                        for n, score in zip(steps, scores):
-                            rows.append((o["scopes"][si], opt, red, float(lr), n, score))
-                            self.grid_.append((k, o["scopes"][si], opt, red, float(lr), n, score))
-                            if math.isfinite(score) and (best is None or score > best[0]):
-                                best = (score, si, oi, ri, float(lr), n)
-            scope_rows = [r for r in rows if r[0] == o["scopes"][si] and math.isfinite(r[-1])]
-            if scope_rows:
-                top = max(scope_rows, key=lambda r: r[-1])
-                log(f"finetune: K={k}, scope {top[0]}: best {top[-1]:.4f} ({top[1]}, {top[2]}, lr {top[3]:g}, "
-                    f"{top[4]} steps)")
+        with torch.no_grad(), self.fr.eval_mode():
+            query_e = [self.fr.embed(episodes.query(u)[0]) for u in range(len(episodes))]
+            for si, names in enumerate(self.scope_names):
+                for oi, opt in enumerate(o["optimizers"]):
+                    for ri, red in enumerate(o["reductions"]):
+                        if opt == "adam" and red == "sum" and "mean" in o["reductions"]:
+                            continue  # Adam's steps do not depend on the loss's scale: the same points
+                        for lr in o["lrs"]:
+                            per_k = [self._grid_scores(episodes, support, query_e, names, opt, red, float(lr), steps)
+                                     for support in supports]
+                            scores = [sum(v) / len(v) for v in zip(*per_k)]  # NaN if any K went non-finite
+                            for n, score in zip(steps, scores):
+                                rows.append((o["scopes"][si], opt, red, float(lr), n, score))
+                                if math.isfinite(score) and (best is None or score > best[0]):
+                                    best = (score, si, oi, ri, float(lr), n)
+                scope_rows = [r for r in rows if r[0] == o["scopes"][si] and math.isfinite(r[-1])]
+                if scope_rows:
+                    top = max(scope_rows, key=lambda r: r[-1])
+                    log(f"finetune: scope {top[0]}: best {top[-1]:.4f} ({top[1]}, {top[2]}, lr {top[3]:g}, "
+                        f"{top[4]} steps)")
         if best is None:
-            raise ConfigError(f"finetune: every grid point went non-finite on the validation users at K={k}; "
+            raise ConfigError("finetune: every grid point went non-finite on the validation users; "
                               "lower the learning rates")
-        return best
+        _, si, oi, ri, lr, n = best
+        self.scope_index.fill_(si)
+        self.optimizer_index.fill_(oi)
+        self.reduction_index.fill_(ri)
+        self.lr.fill_(lr)
+        self.n_steps.fill_(n)
+        self.fitted.fill_(True)
+        self.grid_ = rows
+        log(f"finetune: selected {self.selected()} (mean validation like AUC at K = "
+            f"{', '.join(map(str, self.valid_ks))}: {best[0]:.4f}; {len(rows)} grid points)")
+        return self
 
     def _grid_scores(self, episodes: EvalEpisodes, support, query_e: list[Tensor], names: tuple[str, ...],
                      optimizer: str, reduction: str, lr: float, steps: list[int]) -> list[float]:

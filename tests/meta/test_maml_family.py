@@ -134,28 +134,25 @@ def test_finetune_selection_is_a_grid_point_kept_in_the_state_dict(fitted):
     assert point["scope"] in o["scopes"] and point["optimizer"] in o["optimizers"]
     assert point["lr"] in o["lrs"] and point["steps"] in o["steps"]
     assert point["reduction"] in o["reductions"]
-    assert {"scope_index", "optimizer_index", "reduction_index", "lr", "n_steps", "support_rows",
-            "fitted"} <= set(ft.state_dict())
-    assert len(ft.grid_) == 2 * 3 * 2 * 2  # scopes x (sgd mean, sgd sum, adam) x lrs x steps (valid_k 1: one K)
+    assert {"scope_index", "optimizer_index", "reduction_index", "lr", "n_steps", "fitted"} <= set(ft.state_dict())
+    assert len(ft.grid_) == 2 * 3 * 2 * 2  # scopes x (sgd mean, sgd sum, adam) x lrs x steps
 
 
-def test_finetune_selects_a_point_per_support_size_and_uses_the_nearest(meta_world):
-    from recsys.meta.registry import build_adapter
+def test_finetune_selects_on_the_mean_over_support_sizes(meta_world):
+    import math
 
-    options = {**OPTIONS["finetune"], "valid_ks": (1, 2)}
-    ft = build_adapter("finetune", meta_world.ranker, esmm=True, **options).fit(
-        meta_world.train, meta_world.valid, log=lambda m: None)
-    assert len(ft.grid_) == 2 * (2 * 3 * 2 * 2) and {g[0] for g in ft.grid_} == {1, 2}
-    rows = ft.support_rows.tolist()
-    assert rows[0] < rows[1]                                            # more events, more rows
-    for i, k in enumerate((1, 2)):
-        best = max((g for g in ft.grid_ if g[0] == k), key=lambda g: g[-1])
-        point = ft.selected(int(round(rows[i])))
-        assert point["k"] == k and (point["scope"], point["optimizer"], point["reduction"], point["lr"],
-                                    point["steps"]) == best[1:6]
-    assert ft.selected(1)["k"] == 1 and ft.selected(10_000)["k"] == 2 and ft.selected()["k"] == 2
+    runs = {}
+    for ks in ((1,), (2,), (1, 2)):
+        options = {**OPTIONS["finetune"], "valid_ks": ks}
+        ft = build_adapter("finetune", meta_world.ranker, esmm=True, **options)
+        runs[ks] = ft.fit(meta_world.train, meta_world.valid, log=lambda m: None)
+    for a, b, mean in zip(runs[(1,)].grid_, runs[(2,)].grid_, runs[(1, 2)].grid_):
+        assert a[:5] == b[:5] == mean[:5] and math.isclose(mean[5], (a[5] + b[5]) / 2, rel_tol=1e-9)
+    best = max(runs[(1, 2)].grid_, key=lambda g: g[5])
+    point = runs[(1, 2)].selected()
+    assert (point["scope"], point["optimizer"], point["reduction"], point["lr"], point["steps"]) == best[:5]
     with pytest.raises(ConfigError, match="valid_ks"):
-        build_adapter("finetune", meta_world.ranker, esmm=True, **{**options, "valid_ks": (0,)})
+        build_adapter("finetune", meta_world.ranker, esmm=True, **{**OPTIONS["finetune"], "valid_ks": (0,)})
 
 
 def test_scopes_and_the_functional_ranker(meta_world):
