@@ -282,16 +282,19 @@ def fit_adapter(name: str, run: LoadedRun, split: ColdStartSplit, *, log: Callab
         save_dir: if given, the fitted adapter is saved to ``save_dir/name`` (`Adapter.save`) with
             ``fit.json``: the ranker's weights hash, seed, options and fit time.
         reuse: load the adapter saved there instead of fitting, when its ``fit.json`` matches
-            this ranker, seed and options (anything else is refitted, with a log line).
+            this ranker, seed and options with the defaults filled in (anything else is refitted,
+            with a log line).
 
     Returns:
         (fitted adapter in evaluation mode, fit seconds, whether it was reused).
     """
     from recsys.io import atomic_write_json
-    from recsys.meta.registry import build_adapter, load_adapter
+    from recsys.meta.registry import ADAPTERS, build_adapter, load_adapter
 
+    # the options with the adapter's defaults filled in: a saved fit made under other defaults is refitted
+    resolved = {**getattr(ADAPTERS.get(name), "defaults", {}), **(options or {})}
     key = json.loads(json.dumps({"adapter": name, "weights": run.weights_sha, "seed": seed,
-                                 "options": options or {}}, default=list))
+                                 "options": resolved}, default=list))
     where = Path(save_dir) / name if save_dir is not None else None
     run_device = next(run.ranker.parameters()).device  # the adapter's own parameters go there too
     if reuse and where is not None and (where / "fit.json").exists():
