@@ -5,12 +5,15 @@ fine-tuning and the warm users, with paired user-level bootstrap intervals.
     score_methods(run, split, methods, queries)   -> raw outputs per (method, K)  (the costly part)
     summarise(...)                                 -> metrics, intervals, comparisons, gap closed
     warm_reference(run)                            -> the ranker on warm users' test rows
+    (`recsys.coldstart.oracle.oracle_scores`       -> the same-user oracle on the query rows)
     run_coldstart(run_dir, ...)                    -> load, evaluate, write the outputs
 
-"Gap closed" at K = (m(method) − m(none)) / (m(warm) − m(none)): the share of the distance
-between the un-adapted ranker on new users and the ranker on users whose history it trained on
-that K events of adaptation recover (1 = as good as a warm user). The warm users are other users
-measured on their last events, so it is a reference point, not a paired comparison.
+"Gap closed" at K = (m(method) − m(none)) / (m(ref) − m(none)): the share of the distance
+between the un-adapted ranker on new users and a ranker that trained on their history that K
+events of adaptation recover. The reference is the same-user oracle when one is given
+(`recsys.coldstart.oracle`: the same users and query rows, their first max(K) events trained
+on; paired, with bootstrap intervals), else the warm users, who are other users measured on
+their own last events (a reference point, not a paired comparison).
 
 Example:
     >>> run = load_run("runs/esmm")                                               # doctest: +SKIP
