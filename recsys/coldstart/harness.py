@@ -212,13 +212,13 @@ def gap_closed(report: dict[str, Any]) -> dict[str, dict[str, dict[str, float | 
     other users on other events, and new users' later events can be easier to rank): a share
     of a gap that is not there means nothing.
     """
-    warm, results = report.get(report.get("gap_reference", "warm")) or {}, report["results"]
+    ref, results = report.get(report.get("gap_reference", "warm")) or {}, report["results"]
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for metric in GAP_METRICS:
-        if warm.get(metric) is None or BASELINE not in results:
+        if ref.get(metric) is None or BASELINE not in results:
             continue
         base = [r.get(metric) for r in results[BASELINE].values()]
-        if any(b is None or warm[metric] <= b for b in base):
+        if any(b is None or ref[metric] <= b for b in base):
             continue
         out[metric] = {}
         for m, per_k in results.items():
@@ -226,7 +226,7 @@ def gap_closed(report: dict[str, Any]) -> dict[str, dict[str, dict[str, float | 
             for k, res in per_k.items():
                 value = res.get(metric)
                 base = results[BASELINE][k][metric]
-                out[metric][m][k] = None if value is None else (value - base) / (warm[metric] - base)
+                out[metric][m][k] = None if value is None else (value - base) / (ref[metric] - base)
     return out
 
 

@@ -36,6 +36,7 @@ import torch
 
 from recsys.coldstart.protocol import FixedQueries, LoadedRun, MethodScores, ranker_outputs
 from recsys.errors import ConfigError
+from recsys.io import atomic_write_json
 
 USER_FIELD, USER_VOCAB = "f_user_id", "user_id"
 
@@ -68,12 +69,12 @@ def oracle_dataset(dataset: Path, users: np.ndarray, k_max: int, out: Path) -> d
         if (dataset / name).exists():
             shutil.copyfile(dataset / name, out / name)
     field["size"] += len(users)
-    (out / "schema.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(out / "schema.json", schema)
     vocab_path = dataset / "vocab.json"
     if vocab_path.exists():
         vocab = json.loads(vocab_path.read_text())
         vocab[USER_VOCAB] = [*vocab.get(USER_VOCAB, []), *users.tolist()]
-        (out / "vocab.json").write_text(json.dumps(vocab))
+        atomic_write_json(out / "vocab.json", vocab)
     return new_id
 
 
@@ -98,6 +99,7 @@ def oracle_scores(run: LoadedRun, queries: FixedQueries, out: Path, *,
     from recsys.train import train
 
     data = queries.sampler.data
+    device = next(run.ranker.parameters()).device
     k_max = queries.shots[-1]
     users = queries.sampler.users[queries.users].numpy()
     key = _key(run, users, k_max)
@@ -107,7 +109,7 @@ def oracle_scores(run: LoadedRun, queries: FixedQueries, out: Path, *,
         log(f"coldstart: oracle: training the ranker again with {len(users)} new users' first {k_max} events")
         new_id = oracle_dataset(run.dataset, users, k_max, data_dir)
         config = json.loads((run.run_dir / "config.json").read_text())
-        config.update(dataset=str(data_dir.resolve()), device=str(next(run.ranker.parameters()).device.type))
+        config.update(dataset=str(data_dir.resolve()), device=device.type)
         if ranker_dir.exists():
             shutil.rmtree(ranker_dir)
         t0 = time.perf_counter()
@@ -116,11 +118,11 @@ def oracle_scores(run: LoadedRun, queries: FixedQueries, out: Path, *,
         summary = {"key": key, "users": len(users), "support_rows_added": added, "k_max": k_max,
                    "seconds": time.perf_counter() - t0, "best_epoch": result.best_epoch, "valid": result.valid,
                    "new_ids": {str(u): i for u, i in new_id.items()}}
-        done.write_text(json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n")
+        atomic_write_json(done, summary)  # written last: the mark of a finished oracle
     manifest, state = load_published(ranker_dir)
     ranker = build_from_spec(manifest["model"], load_schema(data_dir))
     ranker.load_state_dict(state)
-    ranker.to(next(run.ranker.parameters()).device).eval()
+    ranker.to(device).eval()
     x = data.x[queries.query_rows].clone()
     ids = np.array([summary["new_ids"][str(int(u))] for u in users], dtype=np.int64)
     x[:, data.schema.slice(USER_FIELD)] = torch.from_numpy(ids[queries.query_user]).unsqueeze(1)
