@@ -89,13 +89,12 @@ def coldstart(points: pd.DataFrame, warm: float | None, *, title: str, x_label: 
     banded = points.dropna(subset=["lo", "hi"]) if bands else points.iloc[:0]
     if len(banded):
         layers.append(alt.Chart(banded).mark_area(opacity=0.1).encode(x=enc_x, y="lo:Q", y2="hi:Q", color="method:N"))
-    if warm is not None:
-        layers.append(alt.Chart(pd.DataFrame({"warm": [warm], "label": ["warm users"]}))
-                      .mark_rule(color="black", strokeDash=[6, 4]).encode(y="warm:Q", tooltip=["label:N", "warm:Q"]))
-    if oracle is not None:
-        layers.append(alt.Chart(pd.DataFrame({"oracle": [oracle], "label": ["oracle: the same users, trained on"]}))
-                      .mark_rule(color="grey", strokeDash=[2, 3], strokeWidth=2)
-                      .encode(y="oracle:Q", tooltip=["label:N", "oracle:Q"]))
+    for name, value, label, style in (("warm", warm, "warm users", {"color": "black", "strokeDash": [6, 4]}),
+                                      ("oracle", oracle, "oracle: the same users, trained on",
+                                       {"color": "grey", "strokeDash": [2, 3], "strokeWidth": 2})):
+        if value is not None:
+            layers.append(alt.Chart(pd.DataFrame({name: [value], "label": [label]}))
+                          .mark_rule(**style).encode(y=f"{name}:Q", tooltip=["label:N", f"{name}:Q"]))
     return alt.layer(*layers).properties(height=360).interactive(bind_y=False)
 
 

@@ -20,6 +20,11 @@ LABELS: dict[str, str] = {
 }
 #: Panels of curve.png, in order (each drawn when the report has it).
 PANELS = ("like_auc", "click_auc", "like_user_auc", "like_click_auc", "rating_rmse", "taste_user_auc")
+#: Reference levels drawn across the curves: report key -> (label, colour, line style, width).
+REFERENCES: dict[str, tuple[str, str, str, float]] = {
+    "warm": ("warm users", "black", "--", 1.0),
+    "oracle": ("oracle (same users, trained on)", "grey", ":", 1.5),
+}
 #: Metrics shown in the paired-difference tables of coldstart.md (all are in coldstart.json).
 PAIRED = ("like_auc", "click_auc", "like_user_auc", "like_click_auc", "like_ndcg@10", "rating_rmse",
           "taste_user_auc")
@@ -59,18 +64,19 @@ def format_markdown(report: dict[str, Any]) -> str:
              + (f" Oracle: the ranker trained again with these {oracle['users']} users' first {oracle['k_max']} "
                 f"events among its training rows ({oracle['support_rows_added']} rows, under user ids of their own), "
                 "scored on the same query rows." if oracle else ""), ""]
-    refs = [name for name, r in (("warm", warm), ("oracle", oracle)) if r]
+    refs = [name for name in REFERENCES if report.get(name)]
+    columns = ["warm", *(["oracle"] if oracle else [])]   # the warm column stays, "–" when not measured
     lines += ["## Like AUC against K", ""]
     lines += _table(["method", *(f"K={k}" for k in shots)],
                     [[m, *(_f(res[m][k].get("like_auc")) for k in shots)] for m in methods]
                     + [[name, *([_f(report[name].get("like_auc"))] * len(shots))] for name in refs])
     for k in shots:
         lines += ["", f"## K = {k}", ""]
-        rows = [[LABELS[name], *(_f(res[m][k].get(name)) for m in methods), _f(warm.get(name)),
-                 *([_f(oracle.get(name))] if oracle else [])] for name in _metrics(report)]
+        rows = [[LABELS[name], *(_f(res[m][k].get(name)) for m in methods),
+                 *(_f((report.get(c) or {}).get(name)) for c in columns)] for name in _metrics(report)]
         rows.append(["users / fallbacks", *(f"{res[m][k]['users']} / {res[m][k]['fallbacks']}" for m in methods),
-                     "–", *(["–"] if oracle else [])])
-        lines += _table(["metric", *methods, "warm", *(["oracle"] if oracle else [])], rows)
+                     *("–" for _ in columns)])
+        lines += _table(["metric", *methods, *columns], rows)
     if ref == "oracle":
         lines += ["", "## Gap closed: (method − none) / (oracle − none)", "",
                   "1 = as good as the ranker that trained on the same users' first "
@@ -130,7 +136,8 @@ def curve_data(report: dict[str, Any]) -> dict[str, Any]:
     present = set(_metrics(report))
     panels = [{"metric": m, "label": LABELS[m], "higher_is_better": not m.endswith(("rmse", "mae"))}
               for m in PANELS if m in present]
-    points, warm, oracle = [], [], []
+    points: list[dict[str, Any]] = []
+    levels: dict[str, list[dict[str, Any]]] = {name: [] for name in REFERENCES}
     for p in panels:
         name = p["metric"]
         for method in report["methods"]:
@@ -138,12 +145,10 @@ def curve_data(report: dict[str, Any]) -> dict[str, Any]:
                 ci = (report["intervals"].get(method, {}).get(str(k)) or {}).get(name) or [None, None]
                 points.append({"metric": name, "method": method, "k": k,
                                "value": report["results"][method][str(k)].get(name), "lo": ci[0], "hi": ci[1]})
-        if (report.get("warm") or {}).get(name) is not None:
-            warm.append({"metric": name, "value": report["warm"][name]})
-        if (report.get("oracle") or {}).get(name) is not None:
-            oracle.append({"metric": name, "value": report["oracle"][name]})
-    return {"x": "k", "x_label": "K (support events per new user)", "panels": panels, "points": points, "warm": warm,
-            "oracle": oracle}
+        for ref, level in levels.items():
+            if (report.get(ref) or {}).get(name) is not None:
+                level.append({"metric": name, "value": report[ref][name]})
+    return {"x": "k", "x_label": "K (support events per new user)", "panels": panels, "points": points, **levels}
 
 
 def plot_curves(curve: dict[str, Any], path: str | Path, *, title: str = "") -> None:
@@ -170,12 +175,10 @@ def plot_curves(curve: dict[str, Any], path: str | Path, *, title: str = "") -> 
                 continue
             ks = [p["k"] for p in pts]
             ax.plot(ks, [p["value"] for p in pts], marker="o", ms=3, color=colours[method], label=method)
-        for w in curve["warm"]:
-            if w["metric"] == panel["metric"]:
-                ax.axhline(w["value"], color="black", ls="--", lw=1, label="warm users")
-        for w in curve.get("oracle", []):
-            if w["metric"] == panel["metric"]:
-                ax.axhline(w["value"], color="grey", ls=":", lw=1.5, label="oracle (same users, trained on)")
+        for ref, (label, colour, style, width) in REFERENCES.items():
+            for w in curve.get(ref, []):
+                if w["metric"] == panel["metric"]:
+                    ax.axhline(w["value"], color=colour, ls=style, lw=width, label=label)
         ax.set_xscale("symlog", linthresh=1)
         ks = sorted({p["k"] for p in curve["points"]})
         ax.set_xticks(ks)
