@@ -105,6 +105,14 @@ def _split_packs(cache: dict[tuple, onednn.PackedWeights], h: SplitInput, weight
     return cache[key].get()
 
 
+def _width_one(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """N width-1 layers (a tower's score: weight [N, in, 1], bias [N, 1, 1]) on h [N, B, in]: [N, B, 1].
+
+    N dot products per row; as [N, 1, in] @ [N, in, B] they run ~3x faster than baddbmm's width-1 path.
+    """
+    return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+
+
 class MLP(nn.Sequential):
     """Linear → ReLU → Dropout for each hidden width.
 
@@ -234,8 +242,7 @@ class ParallelMLP(nn.Module):
             w, bias = self.weights[layer], self.biases[layer]
             relu = layer < last or self.activate_last
             if w.shape[-1] == 1 and not relu:  # a tower's score: N dot products per row, faster as one bmm
-                h = torch.stack(outs)
-                return torch.baddbmm(bias.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+                return _width_one(torch.stack(outs), w, bias)
             outs = [onednn.linear(o, packs[layer][i], bias[i, 0], relu=relu) for i, o in enumerate(outs)]
         return torch.stack(outs)
 
@@ -273,9 +280,7 @@ class ParallelMLP(nn.Module):
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if i and w.shape[-1] == 1 and not torch.is_grad_enabled():
-                # a width-1 layer (a tower's score) is N dot products per row; as [N, 1, in] @ [N, in, B]
-                # it runs ~3x faster than baddbmm's width-1 path (its backward does not: training keeps that)
-                h = torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+                h = _width_one(h, w, b)  # its backward is not faster: training keeps baddbmm
             elif i:
                 h = torch.baddbmm(b, h, w)  # [N, B, out]
             if i < last or self.activate_last:
