@@ -33,7 +33,6 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,20 +42,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recsys.data.fields import FIRST_ID, Field, Schema  # noqa: E402
-from recsys.data.history import recent_clicks  # noqa: E402
-from recsys.data.tensors import load_schema  # noqa: E402
+from recsys.data.history import earlier_click_counts, recent_clicks  # noqa: E402
+from recsys.data.tensors import load_schema, split_file  # noqa: E402
 from recsys.errors import DataValidationError  # noqa: E402
+from recsys.io import atomic_dir  # noqa: E402
 
 SPLITS = ("train", "valid", "test")
 RATE_WINDOW = 10  # clicks the like rate is taken over
 ACTIVITY_BUCKETS = 10  # log2 buckets of the earlier-click count: 0, 1, 2-3, ..., 256+
-
-
-def earlier_clicks(user: np.ndarray, event: np.ndarray, clicked: np.ndarray) -> np.ndarray:
-    """[N] number of clicks of each row's user at events before the row's event."""
-    span = int(event.max()) + 2 if len(event) else 1
-    keys = np.sort(user[clicked] * span + event[clicked])
-    return np.searchsorted(keys, user * span + event, side="left") - np.searchsorted(keys, user * span, side="left")
 
 
 def user_state(rows: pl.DataFrame, length: int) -> dict[str, np.ndarray]:
@@ -78,7 +71,7 @@ def user_state(rows: pl.DataFrame, length: int) -> dict[str, np.ndarray]:
     flags = recent_clicks(user, event, torch.where(liked, 3, 2), clicked, length=RATE_WINDOW).numpy()
     n_recent, n_liked = (flags > 0).sum(1), (flags == 3).sum(1)
     rate = np.where(n_recent > 0, FIRST_ID + np.round(10 * n_liked / np.maximum(n_recent, 1)), 0).astype(np.int64)
-    n_earlier = earlier_clicks(user.numpy(), event.numpy(), clicked.numpy())
+    n_earlier = earlier_click_counts(user, event, clicked).numpy()
     activity = FIRST_ID + np.minimum(np.floor(np.log2(n_earlier + 1)), ACTIVITY_BUCKETS - 1).astype(np.int64)
     return {
         "f_user_recent_clicks": recent_clicks(user, event, item, clicked, length=length).numpy(),
@@ -103,14 +96,13 @@ def write_copy(src: Path, out: Path, length: int = 20) -> Schema:
     if length < 1:
         raise DataValidationError(f"--length must be >= 1, got {length}")
     schema = load_schema(src)
-    taken = [f.name for f in new_fields(schema, length) if f.name in {g.name for g in schema.fields}]
+    added = new_fields(schema, length)
+    taken = [f.name for f in added if f.name in {g.name for g in schema.fields}]
     if taken:
         raise DataValidationError(f"{src} already has the fields {taken}; give the original prepared data set")
     frames = []
     for i, split in enumerate(SPLITS):
-        path = src / f"{split}.parquet"
-        if not path.exists():
-            raise DataValidationError(f"{path} not found; re-run `recsys data prepare`")
+        path, _ = split_file(src, split)
         frame = pl.read_parquet(path)
         missing = [c for c in ("user_id", "event", "f_item_id", "click", "like") if c not in frame.columns]
         if missing:
@@ -122,32 +114,21 @@ def write_copy(src: Path, out: Path, length: int = 20) -> Schema:
                pl.Series(name, values, dtype=pl.Array(pl.Int64, values.shape[1])).cast(pl.List(pl.Int64))
                for name, values in state.items()]
     rows = rows.with_columns(columns)
-    fields = tuple(schema.fields) + tuple(new_fields(schema, length))
-    derived = Schema(fields=fields, tasks=schema.tasks, num_positions=schema.num_positions, dataset=schema.dataset)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        files = {}
+    derived = Schema(fields=tuple(schema.fields) + tuple(added), tasks=schema.tasks,
+                     num_positions=schema.num_positions, dataset=schema.dataset)
+    with atomic_dir(out) as tmp:
         for i, split in enumerate(SPLITS):
             part = rows.filter(pl.col("_split") == i).sort("_row").drop("_split", "_row")
             part.write_parquet(tmp / f"{split}.parquet")
         (tmp / "schema.json").write_text(derived.dumps())
         for name in ("items.parquet", "users.parquet", "vocab.json"):
             shutil.copyfile(src / name, tmp / name)
-        for path in sorted(tmp.iterdir()):
-            files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        files = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(tmp.iterdir())}
         summary = json.loads((src / "summary.json").read_text()) if (src / "summary.json").exists() else {}
         summary.update({"files": files, "derived": {"from": str(src.resolve()), "history_length": length,
-                                                     "fields": [f.name for f in new_fields(schema, length)],
+                                                     "fields": [f.name for f in added],
                                                      "no_coldstart_split": True}})
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return derived
 
 

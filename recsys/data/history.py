@@ -30,17 +30,38 @@ def recent_clicks(user: torch.Tensor, event: torch.Tensor, item_ids: torch.Tenso
     Returns:
         [N, L] int64 encoded item ids, PAD (0) where the user has fewer earlier clicks.
     """
+    c = clicked.numpy().astype(bool)
+    order, start, end = _earlier_clicks(user, event, clicked)
+    click_items = item_ids.numpy()[c][order]
+    idx = end[:, None] - length + np.arange(length)[None, :]
+    valid = idx >= start[:, None]
+    out = np.where(valid, click_items[np.clip(idx, 0, max(0, len(click_items) - 1))] if len(click_items) else PAD, PAD)
+    return torch.from_numpy(out.astype(np.int64))
+
+
+def earlier_click_counts(user: torch.Tensor, event: torch.Tensor, clicked: torch.Tensor) -> torch.Tensor:
+    """[N] int64: how many clicks each row's user made at events before the row's event."""
+    _, start, end = _earlier_clicks(user, event, clicked)
+    return torch.from_numpy((end - start).astype(np.int64))
+
+
+def _earlier_clicks(user: torch.Tensor, event: torch.Tensor, clicked: torch.Tensor
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The clicks sorted by (user, event), and each row's range of them before its event.
+
+    Returns:
+        (order [C]: the clicked rows' positions among ``clicked`` in (user, event) order,
+         start [N], end [N]: row n's user's clicks at earlier events are sorted clicks
+         ``start[n]:end[n]``).
+    """
     u = user.numpy().astype(np.int64)
     e = event.numpy().astype(np.int64)
     c = clicked.numpy().astype(bool)
     span = int(e.max()) + 2 if len(e) else 1
     click_key = u[c] * span + e[c]
     order = np.argsort(click_key, kind="stable")
-    click_key, click_items = click_key[order], item_ids.numpy()[c][order]
+    click_key = click_key[order]
     # clicks of the same user with an earlier event: [user*span, user*span + e)
     end = np.searchsorted(click_key, u * span + e, side="left")
     start = np.searchsorted(click_key, u * span, side="left")
-    idx = end[:, None] - length + np.arange(length)[None, :]
-    valid = idx >= start[:, None]
-    out = np.where(valid, click_items[np.clip(idx, 0, max(0, len(click_items) - 1))] if len(click_items) else PAD, PAD)
-    return torch.from_numpy(out.astype(np.int64))
+    return order, start, end

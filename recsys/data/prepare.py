@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from recsys.data import features as F
 from recsys.data.framing import watch_next_rows
 from recsys.data.splits import COLD, TEST, TRAIN, VALID, assign_splits, pick_cold_users
 from recsys.errors import ConfigError, DataValidationError
+from recsys.io import atomic_dir
 
 SPLIT_NAMES = (TRAIN, VALID, TEST, COLD)
 BASE_COLUMNS = ["user_id", "item_id", "query_item_id", "timestamp", "event", "click", "like", "rating"]
@@ -132,11 +131,7 @@ def write_prepared(out_dir: str | Path, rows: pl.DataFrame, users: pl.DataFrame,
     truth = sorted(c for c in enc.columns if c.startswith("true_"))
     columns = BASE_COLUMNS + extra + truth + [f.name for f in schema.fields]
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out_dir) as tmp:
         files = {}
         for split in SPLIT_NAMES:
             part = enc.filter(pl.col("split") == split).select(columns)
@@ -156,10 +151,6 @@ def write_prepared(out_dir: str | Path, rows: pl.DataFrame, users: pl.DataFrame,
         files["vocab.json"] = _write_text(tmp / "vocab.json", json.dumps(vocab_json, indent=1, sort_keys=True) + "\n")
         summary = _summary(enc, schema, dataset, meta, files, n_catalogue=item_info.height, vocabs=vocabs)
         _write_text(tmp / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -175,17 +166,6 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> str:
 def _write_text(path: Path, text: str) -> str:
     path.write_text(text, encoding="utf-8")
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(enc: pl.DataFrame, schema, dataset: str, meta: dict, files: dict, *, n_catalogue: int,
