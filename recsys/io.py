@@ -46,8 +46,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside `target`; on success it replaces `target` whole.
 
-    A reader sees the old directory or the new one, never a half-written one; if anything
-    fails the temporary directory is removed and `target` is untouched.
+    A reader never sees a half-written directory: the old one is renamed aside, the new one
+    renamed in, then the old one removed (between the two renames there is briefly none). If
+    anything fails before the swap, the temporary directory is removed and `target` is untouched.
 
     Example:
         >>> with atomic_dir("data/prepared/ml-100k") as tmp:  # doctest: +SKIP
