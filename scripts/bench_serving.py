@@ -296,6 +296,68 @@ def ranker_flops(model, n: int) -> dict[str, Any]:
             "tiled_forward_total": counter.get_total_flops(), "candidates": n}
 
 
+#: The matrix products a ranker's forward dispatches (oneDNN's packed linear and aten's matmuls).
+#: Under inference mode ``linear`` and ``matmul`` arrive whole, not as the mm / addmm they run.
+PRODUCTS = ("mkldnn._linear_pointwise.default", "aten.linear.default", "aten.matmul.default", "aten.mm.default",
+            "aten.addmm.default", "aten.bmm.default", "aten.baddbmm.default")
+
+
+def product_flops(name: str, args: tuple) -> int:
+    """2·M·K·N (times the batch) of one recorded product call (`name` one of `PRODUCTS`)."""
+    if name.startswith("mkldnn"):  # x [M, K], packed weight [N, K]
+        (m, k), n = args[0].shape, args[1].shape[0]
+        return 2 * m * k * n
+    if name == "aten.linear.default":  # x [..., K], weight [N, K]
+        return 2 * args[0].numel() * args[1].shape[0]
+    if name == "aten.matmul.default":  # any broadcast: 2·K per output element
+        out = torch.matmul(torch.empty(args[0].shape, device="meta"), torch.empty(args[1].shape, device="meta"))
+        return 2 * args[0].shape[-1] * out.numel()
+    a, b = (args[0], args[1]) if name in ("aten.mm.default", "aten.bmm.default") else (args[1], args[2])
+    return 2 * a.numel() * b.shape[-1]
+
+
+def record_products(fn: Callable[[], Any]) -> list[tuple[Any, tuple, dict]]:
+    """The matrix products `fn` dispatches, in order, with their inputs: (op, args, kwargs)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[Any, tuple, dict]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func) in PRODUCTS:
+                self.calls.append((func, args, kwargs or {}))
+            return func(*args, **(kwargs or {}))
+
+    with Recorder() as recorder:
+        fn()
+    return recorder.calls
+
+
+def replay(calls: list[tuple[Any, tuple, dict]]) -> None:
+    """Run recorded products again, back to back, on their recorded inputs (nothing else)."""
+    for func, args, kwargs in calls:
+        func(*args, **kwargs)
+
+
+def products_table(calls: list[tuple[Any, tuple, dict]], rate_gflops: float, repeats: int = 300) -> list[dict[str, Any]]:
+    """The recorded products grouped by op and shape: calls, MFLOP, hot CPU ms of the group
+    replayed alone (median of `repeats`), and that time's fraction of the matmul rate."""
+    groups: dict[tuple, list] = {}
+    for call in calls:
+        func, args, _ = call
+        key = (str(func).split(".")[1], tuple(tuple(a.shape) for a in args[:3] if isinstance(a, torch.Tensor)))
+        groups.setdefault(key, []).append(call)
+    rows = []
+    for (op, shapes), group in groups.items():
+        flops = sum(product_flops(str(f), a) for f, a, _ in group)
+        ms = median_cpu(lambda g=group: replay(g), repeats) * 1e3
+        rows.append({"op": op, "shapes": [list(s) for s in shapes], "calls": len(group), "mflop": flops / 1e6,
+                     "cpu_ms": ms, "of_rate": flops / (rate_gflops * 1e9) / (ms / 1e3) if ms > 0 else float("nan")})
+    return rows
+
+
 def request_bar(args, run: Path) -> dict[str, Any]:
     from recsys.serving import Recommender
 
@@ -313,7 +375,16 @@ def request_bar(args, run: Path) -> dict[str, Any]:
     # change of the machine's load moves the requests and their floors together
     uvecs = np.stack([rec.user_vector(u) for u in users])
     flops = ranker_flops(rec.ranker, min(K, len(rec.item_ids)))
+    # the ranker's matrix products of one request, as serving dispatches them: replayed with
+    # nothing else, they bound what any request of this ranker on these kernels can cost
+    with torch.inference_mode():
+        first = rec.recommend(user_id=users[0], k=10)
+        cand_rows = torch.from_numpy(np.searchsorted(rec.item_ids, [i for i, _ in first.candidates]))
+        products = record_products(lambda: rec.ranker.score_candidates(rec.request_row(users[0]),
+                                                                       candidates=rec.item_h[cand_rows]))
+    product_total = sum(product_flops(str(f), a) for f, a, _ in products)
     cpu, plain_cpu, wall, parts, index_ms, rates, rounds = [], [], [], [], [], [], []
+    bare_cpu, products_cpu = [], []
     for block in np.array_split(np.arange(len(users)), args.rounds):
         r_cpu, r_plain, r_index = [], [], []
         for i in block:
@@ -332,6 +403,17 @@ def request_bar(args, run: Path) -> dict[str, Any]:
             c = CPU()
             rec.index.search(uvecs[i][None], K)
             r_index.append((CPU() - c) * 1e3)
+        with torch.inference_mode():  # the bare sequence: search, gather, the products; nothing else
+            for i in block:
+                c = CPU()
+                _, found = rec.index.search(uvecs[i][None], K)
+                rec.item_h.index_select(0, torch.from_numpy(found[0]))
+                replay(products)
+                bare_cpu.append(CPU() - c)
+            for _ in range(len(block) // 4):
+                c = CPU()
+                replay(products)
+                products_cpu.append(CPU() - c)
         rate = mm_rates(repeats=3, clock=CPU)
         cpu += r_cpu
         plain_cpu += r_plain
@@ -357,6 +439,13 @@ def request_bar(args, run: Path) -> dict[str, Any]:
         rank_split = median_cpu(lambda: rec.ranker.score_candidates(row, candidates=rec.item_h[rows]), 50) * 1e3
         rank_tiled = median_cpu(lambda: rec.ranker(tiled), 50) * 1e3
 
+    with torch.inference_mode():
+        table = products_table(products, gflops["median"])
+    bare_ms, products_ms = 1e3 * float(np.median(bare_cpu)), 1e3 * float(np.median(products_cpu))
+    bound = {"products": table, "product_calls": len(products), "product_flops": product_total,
+             "products_cpu_ms": products_ms, "products_ratio": products_ms / ranker_floor,
+             "bare_request_cpu_ms": bare_ms, "bare_ratio": bare_ms / floor}
+
     out = {
         "requests": len(users), "candidates_ranked": ranked, "load_s": load_s, "index": rec.index.name,
         "cpu_ms": {"p50": 1e3 * float(np.median(cpu)), "p90": 1e3 * float(np.percentile(cpu, 90)),
@@ -371,6 +460,7 @@ def request_bar(args, run: Path) -> dict[str, Any]:
         "flops": flops, "rounds": rounds,
         "rank_step_cpu_ms": {"score_candidates": rank_split, "tiled_forward": rank_tiled,
                              "ranker_floor": ranker_floor},
+        "bound": bound,
     }
     out["cpu_ratio"] = out["cpu_ms"]["p50"] / floor
     out["p99_ratio"] = out["wall_ms"]["p99"] / floor
@@ -488,6 +578,18 @@ def format_report(report: dict[str, Any]) -> str:
                   f"{req['rank_step_cpu_ms']['ranker_floor']:.3f}"]
         for layer in req["flops"]["layers"]:
             lines.append(f"    {layer['layer']:<58} once {layer['once']:>10,.0f}  per candidate {layer['per_candidate']:>9,.0f}")
+        bound = req.get("bound")
+        if bound:
+            complete = "all" if bound["product_flops"] == req["flops"]["total"] else "NOT all"
+            lines += [f"  the ranker's {bound['product_calls']} matrix products of one request "
+                      f"({bound['product_flops'] / 1e6:.1f} MFLOP: {complete} of its counted FLOPs), replayed alone: CPU {bound['products_cpu_ms']:.3f} ms "
+                      f"= {bound['products_ratio']:.2f} x the ranker's floor; each group replayed alone:"]
+            for r in bound["products"]:
+                shapes = " @ ".join("x".join(map(str, sh)) for sh in r["shapes"])
+                lines.append(f"    {r['op']:<18} {shapes:<40} x{r['calls']:<3} {r['mflop']:>7.1f} MFLOP "
+                             f"{r['cpu_ms']:>7.3f} ms  {100 * r['of_rate']:>5.1f}% of the matmul rate")
+            lines.append(f"  bare request (index search + gather + the products, nothing else): CPU p50 "
+                         f"{bound['bare_request_cpu_ms']:.3f} ms = {bound['bare_ratio']:.2f} x the floor")
     lines += ["", f"{'bar':<52}{'value':>10}{'limit':>8}  verdict  detail"]
     for b in report["bars"]:
         op = ">=" if b["bar"].startswith(("chosen index recall", "exact")) else "<="

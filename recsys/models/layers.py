@@ -228,7 +228,8 @@ class ParallelMLP(nn.Module):
         each member's layers as their own packed matmuls with the bias and ReLU fused;
         ``enabled=False`` drops the packs (the plain path again)."""
         self._packs = onednn.PackedWeights(
-            lambda: list(self.weights), lambda: [[onednn.pack(w[i]) for i in range(self.n)] for w in self.weights]
+            lambda: [*self.weights, *self.biases],
+            lambda: [[(onednn.pack(w[i]), b[i, 0]) for i in range(self.n)] for w, b in zip(self.weights, self.biases)]
         ) if enabled else None
         self._split_packs = {}
 
@@ -236,15 +237,20 @@ class ParallelMLP(nn.Module):
         return self._packs.get() if self._packs is not None and onednn.usable(x, self) else None
 
     def _packed_layers(self, outs: list[torch.Tensor], packs: list, start: int) -> torch.Tensor:
-        """Layers `start`.. of every member on its own input [B, in] (post-activation): [N, B, out]."""
+        """Layers `start`.. of every member on its own input [B, in] (post-activation): [N, B, out].
+
+        One member's layers run back to back; `packs[layer][i]` is member i's (packed weight, bias).
+        """
         last = len(self.weights) - 1
-        for layer in range(start, last + 1):
-            w, bias = self.weights[layer], self.biases[layer]
-            relu = layer < last or self.activate_last
-            if w.shape[-1] == 1 and not relu:  # a tower's score: N dot products per row, faster as one bmm
-                return _width_one(torch.stack(outs), w, bias)
-            outs = [onednn.linear(o, packs[layer][i], bias[i, 0], relu=relu) for i, o in enumerate(outs)]
-        return torch.stack(outs)
+        # a tower's score (width 1, no activation): N dot products per row, faster as one bmm after
+        score = self.weights[last].shape[-1] == 1 and not self.activate_last and last >= start
+        stop = last if score else last + 1
+        for i in range(len(outs)):
+            for layer in range(start, stop):
+                weight, bias = packs[layer][i]
+                outs[i] = onednn.linear(outs[i], weight, bias, relu=layer < last or self.activate_last)
+        h = torch.stack(outs)
+        return _width_one(h, self.weights[last], self.biases[last]) if score else h
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if h.dim() == 2:  # one input shared by all N networks
@@ -271,7 +277,7 @@ class ParallelMLP(nn.Module):
             if split is not None:
                 shared = torch.baddbmm(self.biases[0], h.request.expand(self.n, -1, -1), self.weights[0])  # [N, 1, out]
                 relu = len(self.weights) > 1 or self.activate_last
-                outs = [onednn.linear(h.candidates, split[i], shared[i, 0], relu=relu) for i in range(self.n)]
+                outs = [onednn.linear(h.candidates, w, b, relu=relu) for w, b in zip(split, shared.squeeze(1))]
                 return self._packed_layers(outs, packs, 1)
         return self._after_first(h.stacked(self.weights[0], self.biases[0]))
 
