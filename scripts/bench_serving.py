@@ -40,8 +40,8 @@ Method:
 5. **Bound.** The matrix products one request's ranking dispatches (`record_products`: every
    oneDNN linear and aten matmul, their FLOPs checked against the count above) are replayed on
    their recorded inputs with nothing else: alone, per group (their fraction of the matmul
-   rate), and after each request's index search and candidate gather (the bare request). No
-   request of this ranker on these kernels can cost less than the bare request.
+   rate), and after each request's index search and candidate gather (the bare request): what
+   a request of this ranker costs on these kernels when every other step is free.
 
 Usage:
     python scripts/bench_serving.py                     # 1M items: data, training, all bars
@@ -588,8 +588,9 @@ def format_report(report: dict[str, Any]) -> str:
         if bound:
             complete = "all" if bound["product_flops"] == req["flops"]["total"] else "NOT all"
             lines += [f"  the ranker's {bound['product_calls']} matrix products of one request "
-                      f"({bound['product_flops'] / 1e6:.1f} MFLOP: {complete} of its counted FLOPs), replayed alone: CPU {bound['products_cpu_ms']:.3f} ms "
-                      f"= {bound['products_ratio']:.2f} x the ranker's floor; each group replayed alone:"]
+                      f"({bound['product_flops'] / 1e6:.1f} MFLOP: {complete} of its counted FLOPs), replayed alone: "
+                      f"CPU {bound['products_cpu_ms']:.3f} ms = {bound['products_ratio']:.2f} x the ranker's floor; "
+                      "each group replayed alone:"]
             for r in bound["products"]:
                 shapes = " @ ".join("x".join(map(str, sh)) for sh in r["shapes"])
                 lines.append(f"    {r['op']:<18} {shapes:<40} x{r['calls']:<3} {r['mflop']:>7.1f} MFLOP "
