@@ -30,9 +30,8 @@ def recent_clicks(user: torch.Tensor, event: torch.Tensor, item_ids: torch.Tenso
     Returns:
         [N, L] int64 encoded item ids, PAD (0) where the user has fewer earlier clicks.
     """
-    c = clicked.numpy().astype(bool)
-    order, start, end = _earlier_clicks(user, event, clicked)
-    click_items = item_ids.numpy()[c][order]
+    rows, start, end = _earlier_clicks(user, event, clicked)
+    click_items = item_ids.numpy()[rows]
     idx = end[:, None] - length + np.arange(length)[None, :]
     valid = idx >= start[:, None]
     out = np.where(valid, click_items[np.clip(idx, 0, max(0, len(click_items) - 1))] if len(click_items) else PAD, PAD)
@@ -50,9 +49,8 @@ def _earlier_clicks(user: torch.Tensor, event: torch.Tensor, clicked: torch.Tens
     """The clicks sorted by (user, event), and each row's range of them before its event.
 
     Returns:
-        (order [C]: the clicked rows' positions among ``clicked`` in (user, event) order,
-         start [N], end [N]: row n's user's clicks at earlier events are sorted clicks
-         ``start[n]:end[n]``).
+        (rows [C]: the indices of the clicked rows in (user, event) order,
+         start [N], end [N]: row n's user's clicks at earlier events are ``rows[start[n]:end[n]]``).
     """
     u = user.numpy().astype(np.int64)
     e = event.numpy().astype(np.int64)
@@ -64,4 +62,4 @@ def _earlier_clicks(user: torch.Tensor, event: torch.Tensor, clicked: torch.Tens
     # clicks of the same user with an earlier event: [user*span, user*span + e)
     end = np.searchsorted(click_key, u * span + e, side="left")
     start = np.searchsorted(click_key, u * span, side="left")
-    return order, start, end
+    return np.flatnonzero(c)[order], start, end
